@@ -1,0 +1,256 @@
+"""The compact binary case encoding, for coverage-guided mutation.
+
+Every byte string decodes to a valid case: decoding is total, deterministic
+and never raises. Missing bytes read as zero, and zero means the common
+choice, so the layouts real drivers send are a couple of dozen bytes.
+
+    byte 0    version (1; any other value is decoded as version 1)
+    byte 1    bit 0: rx queue; bit 1: the raw form follows
+    structured form (a chain described field by field, laid out by `layout.assemble`):
+      u8 queue size code (SIZES[code]; past the table a power of 2 below 128, the code itself from 128)
+      u8 head index
+      varint max_data_size (0: 65536, else v-1)
+      varint descriptor table offset from the first region
+      u8 regions: 1 + (b & 3), each: varint gap after the previous one, varint size (0: 1 MiB)
+      u8 descriptors, each:
+        u8 ctl: bit0 WRITE, bit1 INDIRECT, bit2 flip NEXT, bit3 explicit next (u16),
+                bits 4-5 address (0 auto, 1 region start + off, 2 region end - off, 3 absolute),
+                bit 6 an unknown flag (0x8)
+        varint len; [u8 region, varint off] or [varint addr]; [u16 next];
+        INDIRECT: u8 count of the following descriptors that form its table
+      header (tx): varint src_cid (0: 3, else v-1), dst_cid (0: 2, else v-1), src_port,
+        dst_port, len (0: what the chain carries, else v-1), type (0: STREAM, else v-1),
+        op (0: RW, else v-1), flags, buf_alloc (0: 262144, else v-1), fwd_cnt
+      u8 extra writes, each: u8 region, varint off, varint n, n bytes
+    raw form (any case exactly; what `encode` writes):
+      varint max_data_size, ring size, desc_table, avail, used, head
+      varint regions, each varint gpa, varint size
+      varint writes, each varint gpa, varint n, n bytes
+
+Small changes stay small: one byte changes one descriptor field, one region
+bound or one header field. Binary -> case -> binary normalises to the raw
+form, which is then stable; case -> binary -> case is the identity.
+"""
+
+from __future__ import annotations
+
+from .case import U64, Case, Region, Ring, Write, check_regions, clip, CaseError
+from .chain import F_INDIRECT, F_NEXT, F_WRITE
+from .header import HEADER_SIZE, Header
+from .layout import Buf, Layout, assemble, stream_len
+
+VERSION = 1
+RX = 1
+RAW = 2
+SIZES = (256, 1, 2, 4, 8, 16, 32, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768, 0, 3, 65535, 65536)
+DEFAULT_REGION_SIZE = 1 << 20
+MASK64 = U64 - 1
+
+
+class Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0):
+        self.data = data
+        self.pos = pos
+
+    def u8(self) -> int:
+        p = self.pos
+        if p < len(self.data):
+            self.pos = p + 1
+            return self.data[p]
+        return 0
+
+    def u16(self) -> int:
+        return self.u8() | self.u8() << 8
+
+    def varint(self) -> int:
+        data, p, n = self.data, self.pos, len(self.data)
+        v = shift = 0
+        while p < n and shift < 70:
+            b = data[p]
+            p += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        self.pos = p
+        return v & MASK64
+
+    def take(self, n: int) -> bytes:
+        p = self.pos
+        out = self.data[p:p + n]
+        self.pos = p + len(out)
+        return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def encode(case: Case) -> bytes:
+    r = case.ring
+    out = [bytes((VERSION, (RX if case.queue == "rx" else 0) | RAW))]
+    for v in (case.max_data_size, r.size, r.desc_table, r.avail, r.used, r.head, len(case.regions)):
+        out.append(varint(v))
+    for reg in case.regions:
+        out.append(varint(reg.gpa) + varint(reg.size))
+    out.append(varint(len(case.writes)))
+    for w in case.writes:
+        out.append(varint(w.gpa) + varint(len(w.data)) + w.data)
+    return b"".join(out)
+
+
+def decode(data: bytes) -> Case:
+    rd = Reader(data, 1)
+    mode = rd.u8()
+    queue = "rx" if mode & RX else "tx"
+    if mode & RAW:
+        return _decode_raw(rd, queue)
+    return assemble(decode_layout(rd, queue))
+
+
+def version_of(data: bytes) -> int:
+    return data[0] if data else 0
+
+
+def _decode_raw(rd: Reader, queue: str) -> Case:
+    mds, size, desc_table, avail, used, head = (rd.varint() for _ in range(6))
+    regions: list[Region] = []
+    for _ in range(min(rd.varint(), len(rd.data))):
+        reg = Region(rd.varint(), rd.varint())
+        try:
+            check_regions(regions + [reg])
+        except CaseError:
+            continue  # overlapping, empty or wrapping: dropped
+        regions.append(reg)
+    writes: list[Write] = []
+    for _ in range(min(rd.varint(), len(rd.data))):
+        gpa = rd.varint()
+        writes.extend(clip(regions, gpa, rd.take(rd.varint())))
+    return Case(queue, mds, tuple(regions), tuple(writes), Ring(size, desc_table, avail, used, head))
+
+
+def _minus_one(v: int, default: int) -> int:
+    return default if v == 0 else v - 1
+
+
+def decode_layout(rd: Reader, queue: str) -> Layout:
+    code = rd.u8()
+    size = SIZES[code] if code < len(SIZES) else 1 << (code & 15) if code < 128 else code
+    head = rd.u8()
+    mds = _minus_one(rd.varint(), 65536)
+    table_off = rd.varint()
+    regions: list[Region] = []
+    end = 0
+    for _ in range(1 + (rd.u8() & 3)):
+        gpa = end + rd.varint()
+        rsize = rd.varint() or DEFAULT_REGION_SIZE
+        rsize = min(rsize, U64 - gpa) if gpa < U64 else 0
+        if rsize:
+            regions.append(Region(gpa, rsize))
+            end = gpa + rsize
+    if not regions:
+        regions.append(Region(0, DEFAULT_REGION_SIZE))
+
+    def addr_of(anchor: int) -> int | None:
+        if anchor == 0:
+            return None
+        if anchor == 3:
+            return rd.varint()
+        reg = regions[rd.u8() % len(regions)]
+        off = rd.varint()
+        return (reg.gpa + off if anchor == 1 else reg.end - off) & MASK64
+
+    recs = []
+    for _ in range(rd.u8()):
+        ctl = rd.u8()
+        flags = (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
+        length = rd.varint() & 0xFFFFFFFF
+        addr = addr_of(ctl >> 4 & 3)
+        nxt = rd.u16() if ctl & 8 else None
+        count = rd.u8() if ctl & 2 else 0
+        recs.append((length, flags, addr, nxt, count))
+
+    def table(pos: int, count: int):
+        bufs = []
+        while len(bufs) < count and pos < len(recs):
+            length, flags, addr, nxt, sub = recs[pos]
+            pos += 1
+            entries = ()
+            if sub:
+                entries, pos = table(pos, sub)
+            bufs.append(Buf(length, flags, addr, nxt, entries))
+        return tuple(bufs), pos
+
+    bufs, _ = table(0, len(recs))
+    f = [rd.varint() for _ in range(10)]
+    header = None
+    if queue == "tx":
+        auto_len = min(max(stream_len(bufs) - HEADER_SIZE, 0), 0xFFFFFFFF)
+        header = Header(
+            _minus_one(f[0], 3), _minus_one(f[1], 2) & MASK64, f[2] & 0xFFFFFFFF, f[3] & 0xFFFFFFFF,
+            _minus_one(f[4], auto_len) & 0xFFFFFFFF, _minus_one(f[5], 1) & 0xFFFF, _minus_one(f[6], 5) & 0xFFFF,
+            f[7] & 0xFFFFFFFF, _minus_one(f[8], 262144) & 0xFFFFFFFF, f[9] & 0xFFFFFFFF)
+    extra = []
+    for _ in range(rd.u8()):
+        reg = regions[rd.u8() % len(regions)]
+        gpa = reg.gpa + rd.varint()
+        extra.append((gpa, rd.take(rd.varint())))
+    return Layout(queue, bufs, header, tuple(regions), size, head,
+                  (regions[0].gpa + table_off) & MASK64, None, mds, tuple(extra))
+
+
+def encode_layout(lay: Layout) -> bytes:
+    """The structured form of a layout made of auto-placed buffers (seeds, dictionaries)."""
+    out = bytearray((VERSION, RX if lay.queue == "rx" else 0))
+    if lay.size in SIZES:
+        code = SIZES.index(lay.size)
+    elif 128 <= lay.size < 256:
+        code = lay.size
+    else:
+        raise ValueError(f"queue size {lay.size} has no structured code; use the raw form (encode)")
+    out += bytes((code & 0xFF, lay.head & 0xFF))
+    out += varint(0 if lay.max_data_size == 65536 else lay.max_data_size + 1)
+    out += varint((lay.desc_table or lay.regions[0].gpa) - lay.regions[0].gpa)
+    out.append(len(lay.regions) - 1)
+    end = 0
+    for reg in lay.regions:
+        out += varint(reg.gpa - end) + varint(0 if reg.size == DEFAULT_REGION_SIZE else reg.size)
+        end = reg.end
+    recs = bytearray()
+    count = 0
+
+    def emit(bufs):
+        nonlocal count
+        for b in bufs:
+            ctl = (b.flags & F_WRITE and 1) | (b.flags & F_INDIRECT and 2) | (b.flags & F_NEXT and 4) \
+                | (b.flags & 8 and 64) | (8 if b.next is not None else 0) | (48 if b.addr is not None else 0)
+            recs.append(ctl)
+            recs.extend(varint(b.len))
+            if b.addr is not None:
+                recs.extend(varint(b.addr))
+            if b.next is not None:
+                recs.extend(b.next.to_bytes(2, "little"))
+            if b.flags & F_INDIRECT:
+                recs.append(len(b.table))
+            count += 1
+            if b.flags & F_INDIRECT:
+                emit(b.table)
+
+    emit(lay.bufs)
+    out.append(count)
+    out += recs
+    if lay.header is not None:
+        h = lay.header
+        auto = max(stream_len(lay.bufs) - HEADER_SIZE, 0)
+        out += varint(0 if h.src_cid == 3 else h.src_cid + 1) + varint(0 if h.dst_cid == 2 else h.dst_cid + 1)
+        out += varint(h.src_port) + varint(h.dst_port) + varint(0 if h.len == auto else h.len + 1)
+        out += varint(0 if h.type == 1 else h.type + 1) + varint(0 if h.op == 5 else h.op + 1)
+        out += varint(h.flags) + varint(0 if h.buf_alloc == 262144 else h.buf_alloc + 1) + varint(h.fwd_cnt)
+    return bytes(out)

@@ -1,0 +1,123 @@
+"""The split-virtqueue descriptor chain walk (virtio spec 2.7).
+
+`walk` yields the buffers of one chain in order, expanding an indirect table
+in place, and raises `ChainError` at the first rule the chain breaks. It is
+lazy so a profile that only needs the first descriptors (rust-vmm) sees
+exactly what such a device sees; the spec profile walks to the end.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterator, NamedTuple
+
+from .memory import GuestMemory
+
+DESC_SIZE = 16
+DESC_STRUCT = struct.Struct("<QIHH")
+
+F_NEXT = 1
+F_WRITE = 2
+F_INDIRECT = 4
+
+MAX_QUEUE_SIZE = 32768
+# virtio-queue caps an indirect table at u16::MAX entries.
+MAX_INDIRECT_ENTRIES = 0xFFFF
+# 2.7.13.1 (driver): a chain is at most 2^32 bytes in total.
+SPEC_MAX_CHAIN_BYTES = 1 << 32
+
+
+class Descriptor(NamedTuple):
+    addr: int
+    len: int
+    flags: int
+    next: int
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & F_WRITE)
+
+    @property
+    def has_next(self) -> bool:
+        return bool(self.flags & F_NEXT)
+
+
+class ChainError(Exception):
+    """A chain broke a rule; `name` is the model's error name, `kind` its class."""
+
+    def __init__(self, name: str, kind: str, detail: str):
+        super().__init__(detail)
+        self.name = name
+        self.kind = kind
+        self.detail = detail
+
+
+def pack_descriptor(addr: int, length: int, flags: int, next_: int) -> bytes:
+    return DESC_STRUCT.pack(addr, length, flags, next_)
+
+
+def check_queue(mem: GuestMemory, ring) -> None:
+    """Queue configuration a device validates before it pops anything."""
+    size = ring.size
+    # 2.7: queue size is a power of 2, at most 32768; 0 is not a queue
+    # (virtio-queue #173 divided by it).
+    if size == 0 or size > MAX_QUEUE_SIZE or size & (size - 1):
+        raise ChainError("InvalidQueueSize", "queue", f"queue size {size} is not a power of 2 in 1..32768")
+    # 2.7.2: descriptor table 16-aligned, available ring 2-aligned, used ring 4-aligned.
+    for name, addr, align, length in (
+        ("descriptor table", ring.desc_table, 16, DESC_SIZE * size),
+        ("available ring", ring.avail, 2, 6 + 2 * size),
+        ("used ring", ring.used, 4, 6 + 8 * size),
+    ):
+        if addr % align:
+            raise ChainError("MisalignedRing", "queue", f"{name} at {addr:#x} is not {align}-aligned")
+        if not mem.contains(addr, length):
+            raise ChainError("RingOutOfMemory", "queue", f"{name} [{addr:#x}, +{length:#x}) is not inside guest memory")
+    # The available ring names the head; an index past the table is no chain.
+    if ring.head >= size:
+        raise ChainError("InvalidHead", "queue", f"head index {ring.head} >= queue size {size}")
+
+
+def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
+         max_chain_bytes: int = SPEC_MAX_CHAIN_BYTES,
+         reject_indirect_next: bool = True) -> Iterator[Descriptor]:
+    """Yield the buffer descriptors of the chain starting at `head`."""
+    table, table_size, index = desc_table, size, head
+    ttl = size  # 2.7.13.1: a chain is no longer than the queue size; bounds loops
+    indirect = False
+    total = 0
+    while True:
+        if index >= table_size:
+            raise ChainError("DescriptorIndexOutOfRange", "chain",
+                             f"next index {index} >= {'indirect table' if indirect else 'queue'} size {table_size}")
+        if ttl == 0:
+            raise ChainError("ChainTooLong", "chain",
+                             f"chain longer than {'its indirect table' if indirect else 'the queue size'} {table_size} (a loop?)")
+        ttl -= 1
+        at = table + DESC_SIZE * index
+        if not mem.contains(at, DESC_SIZE):
+            raise ChainError("DescriptorUnreadable", "memory", f"descriptor {index} at {at:#x} is not inside guest memory")
+        desc = Descriptor._make(DESC_STRUCT.unpack(mem.read(at, DESC_SIZE)))
+        if desc.flags & F_INDIRECT:
+            # 2.7.5.3.1: one level only.
+            if indirect:
+                raise ChainError("NestedIndirect", "chain", f"descriptor {index} sets INDIRECT inside an indirect table")
+            # 2.7.5.3.1: the driver MUST NOT set INDIRECT and NEXT together.
+            if reject_indirect_next and desc.flags & F_NEXT:
+                raise ChainError("IndirectWithNext", "chain", f"descriptor {index} sets both INDIRECT and NEXT")
+            # The table is len/16 descriptors; virtio-queue rejects other lengths.
+            if desc.len == 0 or desc.len % DESC_SIZE or desc.len // DESC_SIZE > MAX_INDIRECT_ENTRIES:
+                raise ChainError("InvalidIndirectTable", "chain",
+                                 f"indirect table length {desc.len} is not a non-zero multiple of 16 up to {MAX_INDIRECT_ENTRIES} entries")
+            # 2.7.5.3.2: WRITE on the table descriptor is ignored.
+            table, table_size, index = desc.addr, desc.len // DESC_SIZE, 0
+            ttl = table_size
+            indirect = True
+            continue
+        total += desc.len
+        if total > max_chain_bytes:
+            raise ChainError("ChainTooLarge", "length", f"chain holds more than {max_chain_bytes} bytes")
+        yield desc
+        if not desc.flags & F_NEXT:
+            return
+        index = desc.next

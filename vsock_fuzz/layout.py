@@ -1,0 +1,158 @@
+"""Lay a descriptor chain out in guest memory: the one place that turns a
+driver's intent (buffers, an indirect table, a header) into a `Case`.
+
+The binary decoder, the Hypothesis strategies and the `check` matrix all
+describe chains as `Buf`s and call `assemble`. `linux_*` are the layouts real
+Linux drivers put on the queues (facts file, "What real guest drivers put on
+the queues").
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .case import Case, Region, Ring, clip
+from .chain import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
+from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
+
+PAGE = 4096
+DEFAULT_REGION = Region(0, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Buf:
+    """One descriptor as the driver writes it.
+
+    `addr=None` places the buffer after the previous one in the data area;
+    `next=None` links to the following entry of the same table and sets NEXT
+    on all but the last (`flags` is XORed on top, so F_NEXT there flips it);
+    `table` holds the entries of an indirect table (set F_INDIRECT in flags).
+    """
+    len: int
+    flags: int = 0
+    addr: int | None = None
+    next: int | None = None
+    table: tuple["Buf", ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    queue: str
+    bufs: tuple[Buf, ...]
+    header: Header | None = None  # tx: scattered over the first 44 bytes of the buffers
+    regions: tuple[Region, ...] = (DEFAULT_REGION,)
+    size: int = 256  # Firecracker's vsock queue size; room for 6.17's 17-descriptor packets
+    head: int = 0
+    desc_table: int | None = None  # None: start of the first region
+    data_base: int | None = None   # None: first page after the rings
+    max_data_size: int = MAX_PKT_BUF_SIZE
+    extra: tuple[tuple[int, bytes], ...] = field(default=())  # raw (gpa, bytes), written last but for the avail ring
+
+
+def flatten(bufs):
+    """The buffers in the order a walk meets them (indirect tables expanded in place)."""
+    for b in bufs:
+        if b.flags & F_INDIRECT:
+            yield from flatten(b.table)
+        else:
+            yield b
+
+
+def stream_len(bufs, writable: bool = False) -> int:
+    """Bytes of the given direction the chain carries, in walk order."""
+    return sum(b.len for b in flatten(bufs) if bool(b.flags & F_WRITE) == writable)
+
+
+def assemble(lay: Layout) -> Case:
+    regions = lay.regions
+    base = regions[0].gpa if regions else 0
+    desc_table = base if lay.desc_table is None else lay.desc_table
+    avail = desc_table + DESC_SIZE * lay.size
+    used = (avail + 6 + 2 * lay.size + 3) & ~3
+    cursor = (used + 6 + 8 * lay.size + PAGE - 1) & ~(PAGE - 1) if lay.data_base is None else lay.data_base
+    raw: list[tuple[int, bytes]] = []
+    placed: list[tuple[int, int]] = []  # (addr, len) of data buffers in walk order
+
+    def place(length: int) -> int:
+        nonlocal cursor
+        at = cursor
+        cursor = (cursor + length + 7) & ~7
+        return at
+
+    def lay_table(bufs, at: int) -> None:
+        entries = []
+        for i, b in enumerate(bufs):
+            if b.flags & F_INDIRECT:
+                addr = place(max(b.len, DESC_SIZE * len(b.table))) if b.addr is None else b.addr
+                lay_table(b.table, addr)
+            else:
+                addr = place(b.len) if b.addr is None else b.addr
+                placed.append((addr, b.len))
+            last = i == len(bufs) - 1
+            flags = ((0 if last else F_NEXT) ^ b.flags) & 0xFFFF
+            nxt = (i + 1 if b.next is None else b.next) & 0xFFFF
+            entries.append(pack_descriptor(addr & 0xFFFFFFFFFFFFFFFF, b.len & 0xFFFFFFFF, flags, nxt))
+        if entries:
+            raw.insert(0, (at, b"".join(entries)))
+
+    lay_table(lay.bufs, desc_table)
+    if lay.header is not None:
+        raw.extend(scatter(lay.header.pack(), placed))
+    raw.extend(lay.extra)
+    # The harness has written the available ring: flags 0, idx 1, ring[0] = head.
+    raw.append((avail, struct.pack("<HHH", 0, 1, lay.head & 0xFFFF)))
+    writes = tuple(w for gpa, data in raw for w in clip(regions, gpa, data))
+    ring = Ring(lay.size, desc_table, avail, used, lay.head)
+    return Case(lay.queue, lay.max_data_size, tuple(regions), writes, ring)
+
+
+def scatter(data: bytes, pieces):
+    """Cut `data` over the (addr, len) pieces in order, as a device reads a byte stream."""
+    out, pos = [], 0
+    for addr, length in pieces:
+        if pos >= len(data):
+            break
+        take = min(length, len(data) - pos)
+        if take:
+            out.append((addr, data[pos:pos + take]))
+            pos += take
+    return out
+
+
+# --- what real Linux drivers send (facts file) -----------------------------
+
+def linux_tx(version: str, payload: int, *, indirect: bool = False, header: Header | None = None) -> Layout:
+    """A TX packet as Linux `version` ("5.x", "6.2", "6.17") lays it out."""
+    hdr = (header or Header())._replace(len=payload)
+    if version == "5.x":  # before 6.2: header descriptor, then one data descriptor if len > 0
+        bufs = (Buf(HEADER_SIZE),) + ((Buf(payload),) if payload else ())
+    elif version == "6.2":  # sk_buff rework: header and data in one descriptor
+        bufs = (Buf(HEADER_SIZE + payload),)
+    elif version == "6.17":  # nonlinear skb: header, then page fragments when > 32 KiB
+        if payload > 8 * PAGE:
+            bufs = (Buf(HEADER_SIZE),) + tuple(Buf(min(PAGE, payload - off)) for off in range(0, payload, PAGE))
+        else:
+            bufs = (Buf(HEADER_SIZE + payload),)
+    else:
+        raise ValueError(f"unknown Linux layout {version!r}")
+    return Layout("tx", _indirect(bufs) if indirect else bufs, header=hdr)
+
+
+def linux_rx(version: str, *, indirect: bool = False) -> Layout:
+    """An RX buffer as Linux `version` offers it (the 6.17 rx layout is the 6.2 one)."""
+    if version == "5.x":
+        bufs = (Buf(HEADER_SIZE, F_WRITE), Buf(PAGE, F_WRITE))
+    elif version in ("6.2", "6.17"):
+        bufs = (Buf(HEADER_SIZE + PAGE, F_WRITE),)
+    else:
+        raise ValueError(f"unknown Linux layout {version!r}")
+    return Layout("rx", _indirect(bufs) if indirect else bufs)
+
+
+def _indirect(bufs) -> tuple[Buf, ...]:
+    # Linux puts any multi-descriptor buffer in a table when INDIRECT_DESC is negotiated.
+    return (Buf(DESC_SIZE * len(bufs), F_INDIRECT, table=tuple(bufs)),)
+
+
+LINUX_VERSIONS = ("5.x", "6.2", "6.17")

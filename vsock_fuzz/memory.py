@@ -1,0 +1,88 @@
+"""Guest memory: regions with holes between them, sparse contents, an access log.
+
+Each region is its own host mapping (target-protocol.md): two regions adjacent
+in guest-physical space are not one host slice. Contents are the case's writes
+kept as they are, so a 2^40-byte region costs nothing.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+U64 = 1 << 64
+
+
+class MemoryFault(Exception):
+    """An access touched guest-physical addresses that no region maps."""
+
+    def __init__(self, gpa: int, size: int):
+        super().__init__(f"[{gpa:#x}, +{size:#x}) is not inside guest memory")
+        self.gpa = gpa
+        self.size = size
+
+
+class GuestMemory:
+    __slots__ = ("_starts", "_ends", "_writes", "log")
+
+    def __init__(self, regions, writes=()):
+        spans = sorted((r.gpa, r.gpa + r.size) for r in regions)
+        self._starts = [s for s, _ in spans]
+        self._ends = [e for _, e in spans]
+        # Later writes win, as in the protocol ("applied in order").
+        self._writes = [(w.gpa, w.gpa + len(w.data), w.data) for w in writes if w.data]
+        self.log: list[tuple[str, int, int]] = []
+
+    def region_index(self, gpa: int) -> int:
+        """Index (in gpa order) of the region holding `gpa`, or -1 in a hole."""
+        i = bisect_right(self._starts, gpa) - 1
+        if i >= 0 and gpa < self._ends[i]:
+            return i
+        return -1
+
+    def region_end(self, gpa: int) -> int:
+        """End of the region holding `gpa`; the caller knows it is mapped."""
+        return self._ends[bisect_right(self._starts, gpa) - 1]
+
+    def slices(self, gpa: int, size: int):
+        """[gpa, gpa+size) cut at region boundaries, or None if any byte is unmapped.
+
+        Adjacent regions make one guest-physical range but several host
+        slices, so every piece returned lies in exactly one region.
+        """
+        end = gpa + size
+        if end > U64:
+            return None
+        out = []
+        starts, ends = self._starts, self._ends
+        i = bisect_right(starts, gpa) - 1
+        while gpa < end:
+            if i < 0 or i >= len(starts) or not starts[i] <= gpa < ends[i]:
+                return None
+            piece = min(end, ends[i]) - gpa
+            out.append((gpa, piece))
+            gpa += piece
+            i += 1
+        return out
+
+    def contains(self, gpa: int, size: int) -> bool:
+        return size == 0 or self.slices(gpa, size) is not None
+
+    def read(self, gpa: int, size: int) -> bytes:
+        if size and self.slices(gpa, size) is None:
+            raise MemoryFault(gpa, size)
+        self.log.append(("r", gpa, size))
+        end = gpa + size
+        out = bytearray(size)
+        for ws, we, data in self._writes:
+            if ws < end and we > gpa:
+                lo = max(ws, gpa)
+                hi = min(we, end)
+                out[lo - gpa:hi - gpa] = data[lo - ws:hi - ws]
+        return bytes(out)
+
+    def write(self, gpa: int, data: bytes) -> None:
+        if data and self.slices(gpa, len(data)) is None:
+            raise MemoryFault(gpa, len(data))
+        self.log.append(("w", gpa, len(data)))
+        if data:
+            self._writes.append((gpa, gpa + len(data), bytes(data)))

@@ -1,0 +1,180 @@
+"""TX/RX packet parsing: the reference model every answer is checked against.
+
+`parse(case, profile)` is a pure function from a case to an answer.
+
+Profile `spec` (virtio 1.2, 2.6.4 message framing, 5.10.6 vsock):
+  - guest-physical memory is one address space; a buffer crossing adjacent
+    regions is valid and its slices are cut at the region boundary;
+  - the header is the first 44 bytes of the chain's byte stream, tx data the
+    next `hdr.len` bytes, each in any number of pieces;
+  - rx data is the rest of the stream, up to `max_data_size` bytes: the device
+    never puts more payload than that in one packet, so it never writes
+    further, and a driver may legally offer a larger buffer (rejecting it
+    would break such a driver);
+  - every descriptor whose bytes the packet uses must have the queue's
+    direction (tx buffers device-readable, rx device-writable); zero-length
+    descriptors and descriptors past the end of the packet are not used;
+  - the whole chain is walked, so a malformed chain (loop, bad index, bad
+    indirect table, over 2^32 bytes) is rejected even past the packet;
+  - memory is checked for exactly the bytes the answer reports.
+
+Profile `rust-vmm`: rust-vmm virtio-vsock 0.12 `from_tx_virtq_chain` /
+`from_rx_virtq_chain` over virtio-queue: header in the head descriptor, a
+lone head or exactly one data descriptor, `FragmentedMemory` on a region
+crossing, chain errors seen as `DescriptorChainTooShort`.
+"""
+
+from __future__ import annotations
+
+from .answer import Answer
+from .case import Case
+from .chain import ChainError, F_NEXT, F_WRITE, check_queue, walk
+from .header import HEADER_SIZE, Header
+from .memory import GuestMemory
+
+PROFILES = ("spec", "rust-vmm")
+
+
+def parse(case: Case, profile: str = "spec") -> Answer:
+    mem = GuestMemory(case.regions, case.writes)
+    try:
+        check_queue(mem, case.ring)
+        if profile == "spec":
+            return _parse_spec(case, mem)
+        if profile == "rust-vmm":
+            return _parse_rust_vmm(case, mem)
+    except ChainError as e:
+        return Answer.reject(e.name, e.kind, e.detail)
+    raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+
+
+# --- spec --------------------------------------------------------------------
+
+def _parse_spec(case: Case, mem: GuestMemory) -> Answer:
+    ring = case.ring
+    chain = list(walk(mem, ring.desc_table, ring.size, ring.head))
+    rx = case.queue == "rx"
+    stream = _Stream(chain, mem, rx)
+    header_slices = stream.take(HEADER_SIZE)
+    if header_slices is None:
+        return Answer.reject("HeaderTooShort", "length", f"the chain's {case.queue} buffers hold fewer than {HEADER_SIZE} bytes")
+    if rx:
+        data_slices = stream.take(min(stream.left, case.max_data_size))
+        return Answer(True, None, header_slices, data_slices)
+    header = Header.unpack(b"".join(mem.read(a, n) for a, n in header_slices))
+    # Linux and rust-vmm: a payload over max_data_size is refused.
+    if header.len > case.max_data_size:
+        return Answer.reject("InvalidHeaderLen", "length", f"hdr.len {header.len} > max_data_size {case.max_data_size}")
+    data_slices = stream.take(header.len)
+    if data_slices is None:
+        return Answer.reject("DataTooShort", "length", f"hdr.len {header.len} but the chain carries fewer bytes after the header")
+    return Answer(True, header, header_slices, data_slices)
+
+
+class _Stream:
+    """The chain's buffers as one byte stream, consumed front to back."""
+
+    def __init__(self, chain, mem: GuestMemory, rx: bool):
+        self.descs = [d for d in chain if d.len]
+        self.mem = mem
+        self.rx = rx
+        self.i = 0    # current descriptor
+        self.off = 0  # bytes of it already consumed
+        self.left = sum(d.len for d in self.descs)
+
+    def take(self, n: int):
+        """Slices for the next n bytes (cut at region boundaries), None if the stream ends first.
+
+        Raises ChainError for a buffer of the wrong direction or outside memory.
+        """
+        if n > self.left:
+            return None
+        out = []
+        while n:
+            d = self.descs[self.i]
+            # 5.10.6 / 2.7.4.1: tx buffers are device-readable, rx buffers device-writable.
+            if d.writable != self.rx:
+                raise ChainError(*_WRONG_DIRECTION[self.rx], f"descriptor at {d.addr:#x} is device-{'readable' if self.rx else 'writable'}")
+            piece = min(n, d.len - self.off)
+            addr = d.addr + self.off
+            cut = self.mem.slices(addr, piece)
+            if cut is None:
+                raise ChainError("InvalidMemoryAccess", "memory", f"buffer [{addr:#x}, +{piece:#x}) is not inside guest memory")
+            out.extend(cut)
+            n -= piece
+            self.left -= piece
+            self.off += piece
+            if self.off == d.len:
+                self.i += 1
+                self.off = 0
+        return tuple(out)
+
+
+_WRONG_DIRECTION = {False: ("UnexpectedWriteOnlyDescriptor", "permission"),
+                    True: ("UnexpectedReadOnlyDescriptor", "permission")}
+
+
+# --- rust-vmm ------------------------------------------------------------------
+
+def _parse_rust_vmm(case: Case, mem: GuestMemory) -> Answer:
+    ring = case.ring
+    # virtio-queue: yielded bytes are a u32; INDIRECT with NEXT is not checked.
+    chain = walk(mem, ring.desc_table, ring.size, ring.head, max_chain_bytes=0xFFFFFFFF, reject_indirect_next=False)
+    rx = case.queue == "rx"
+    head = _next_or_short(chain)
+    if head.writable != rx:
+        return Answer.reject(*_WRONG_DIRECTION[rx], "the head descriptor has the wrong direction")
+    if head.len < HEADER_SIZE:
+        return Answer.reject("DescriptorLengthTooSmall", "length", f"head descriptor len {head.len} < {HEADER_SIZE}")
+    header_slice = _single_slice(mem, head.addr, HEADER_SIZE)
+    if rx:
+        if not head.has_next and head.len > HEADER_SIZE:
+            data = _single_slice(mem, head.addr + HEADER_SIZE, head.len - HEADER_SIZE)
+        else:
+            if not head.has_next:
+                raise ChainError("DescriptorChainTooShort", "chain", "a lone 44-byte rx head leaves no room for data")
+            desc = _next_or_short(chain)
+            if not desc.writable:
+                return Answer.reject("UnexpectedReadOnlyDescriptor", "permission", "the data descriptor is device-readable")
+            if desc.len > case.max_data_size:
+                return Answer.reject("DescriptorLengthTooLong", "length", f"data descriptor len {desc.len} > max_data_size {case.max_data_size}")
+            data = _single_slice(mem, desc.addr, desc.len)
+        return Answer(True, None, header_slice, data)
+    header = Header.unpack(mem.read(head.addr, HEADER_SIZE))
+    if header.len == 0:
+        return Answer(True, header, header_slice, ())
+    if header.len > case.max_data_size:
+        return Answer.reject("InvalidHeaderLen", "length", f"hdr.len {header.len} > max_data_size {case.max_data_size}")
+    if not head.has_next and head.len - HEADER_SIZE >= header.len:
+        data = _single_slice(mem, head.addr + HEADER_SIZE, header.len)
+    else:
+        if not head.has_next:
+            raise ChainError("DescriptorChainTooShort", "chain", "the head has no NEXT and is too short for the data")
+        desc = _next_or_short(chain)
+        if desc.writable:
+            return Answer.reject("UnexpectedWriteOnlyDescriptor", "permission", "the data descriptor is device-writable")
+        if desc.len < header.len:
+            return Answer.reject("DescriptorLengthTooSmall", "length", f"data descriptor len {desc.len} < hdr.len {header.len}")
+        data = _single_slice(mem, desc.addr, header.len)
+    return Answer(True, header, header_slice, data)
+
+
+def _next_or_short(chain):
+    # virtio-queue's iterator ends (None) on any chain error: the crate sees a short chain.
+    try:
+        return next(chain)
+    except StopIteration:
+        raise ChainError("DescriptorChainTooShort", "chain", "the chain ends before the packet does") from None
+    except ChainError as e:
+        raise ChainError("DescriptorChainTooShort", "chain", f"the chain ends early: {e.detail}") from None
+
+
+def _single_slice(mem: GuestMemory, addr: int, n: int):
+    """vm-memory get_single_slice: one host slice or FragmentedMemory."""
+    if n == 0:
+        return ()
+    if addr >= 1 << 64 or mem.region_index(addr) < 0 or addr + n > 1 << 64:
+        raise ChainError("InvalidMemoryAccess", "memory", f"[{addr:#x}, +{n:#x}) starts outside guest memory")
+    if addr + n > mem.region_end(addr):
+        raise ChainError("FragmentedMemory", "memory", f"[{addr:#x}, +{n:#x}) crosses the end of its memory region")
+    return ((addr, n),)
