@@ -1,23 +1,34 @@
-"""The `vsock-fuzz` command line."""
+"""The `vsock-fuzz` command line: one module per subcommand in `commands/`.
+
+Exit statuses (every subcommand): 0 clean, 1 findings at or above the
+failure threshold, 2 usage error or a target that cannot be used.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from .packet import PROFILES
+# Each module defines HELP, add_arguments(parser) and run(args) -> int.
+COMMANDS = ("serve",)
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vsock-fuzz", description="Fuzz and property-test virtio-vsock packet parsing.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve the reference model over target protocol v1 on stdin/stdout")
-    p.add_argument("--profile", choices=PROFILES, default="spec")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name in COMMANDS:
+        mod = importlib.import_module(f"vsock_fuzz.commands.{name}")
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))
+        modules[name] = mod
     args = ap.parse_args(argv)
-    if args.command == "serve":
-        from .serve import serve
-        return serve(args.profile)
-    return 2
+    try:
+        return modules[args.command].run(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Subcommands of `vsock-fuzz`; see cli.py."""
