@@ -9,4 +9,4 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..serve import serve
-    return serve(args.profile)
+    return serve(profile=args.profile)
