@@ -21,6 +21,10 @@ ERROR_CLASS = {
     "DescriptorIndexOutOfRange": "chain", "ChainTooLong": "chain", "NestedIndirect": "chain",
     "IndirectWithNext": "chain", "InvalidIndirectTable": "chain", "DescriptorUnreadable": "memory",
     "ChainTooLarge": "length", "HeaderTooShort": "length", "DataTooShort": "length",
+    # rust-vmm virtio-queue set-up and pop (Queue::try_set_*, QueueOwnedT::iter, AvailIter)
+    "InvalidSize": "queue", "InvalidDescTableAlign": "queue", "InvalidAvailRingAlign": "queue",
+    "InvalidUsedRingAlign": "queue", "QueueNotReady": "queue", "InvalidAvailRingIndex": "queue",
+    "NoAvailableChain": "queue",
     # rust-vmm virtio-vsock
     "DescriptorChainTooShort": "chain", "DescriptorLengthTooSmall": "length", "DescriptorLengthTooLong": "length",
     "FragmentedMemory": "memory", "InvalidHeaderInputSize": "length", "InvalidHeaderLen": "length",

@@ -34,7 +34,7 @@ form, which is then stable; case -> binary -> case is the identity.
 
 from __future__ import annotations
 
-from .case import U64, Case, Region, Ring, Write, check_regions, clip, CaseError
+from .case import U64, Case, CaseError, Region, Ring, Write, avail_ring_writes, check_regions, clip
 from .chain import F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, Header
 from .layout import Buf, Layout, assemble, stream_len
@@ -133,7 +133,12 @@ def _decode_raw(rd: Reader, queue: str) -> Case:
     for _ in range(min(rd.varint(), len(rd.data))):
         gpa = rd.varint()
         writes.extend(clip(regions, gpa, rd.take(rd.varint())))
-    return Case(queue, mds, tuple(regions), tuple(writes), Ring(size, desc_table, avail, used, head))
+    ring = Ring(size, desc_table, avail, used, head)
+    # The available ring is written last (protocol); add it unless the writes end with it.
+    tail = avail_ring_writes(regions, ring)
+    if tail and writes[-len(tail):] != tail:
+        writes += tail
+    return Case(queue, mds, tuple(regions), tuple(writes), ring)
 
 
 def _minus_one(v: int, default: int) -> int:

@@ -7,6 +7,7 @@ request may not hold). Binary form: see `binary.py`.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 U64 = 1 << 64
@@ -134,6 +135,17 @@ def covered(regions, gpa: int, size: int) -> bool:
         if r.gpa <= gpa < r.end:
             gpa = r.end
     return gpa >= end
+
+
+def avail_ring_writes(regions, ring: Ring) -> list[Write]:
+    """The available ring as the harness writes it (target-protocol.md, parse):
+    le16 flags 0, le16 idx 1, le16 ring[0] = head, clipped to memory.
+
+    Every case the harness makes ends its writes with these, so a target that
+    pops the chain from the available ring and one that walks from `head`
+    see the same chain.
+    """
+    return clip(regions, ring.avail, struct.pack("<HHH", 0, 1, ring.head & 0xFFFF))
 
 
 def clip(regions, gpa: int, data: bytes) -> list[Write]:

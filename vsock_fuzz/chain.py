@@ -4,6 +4,15 @@
 in place, and raises `ChainError` at the first rule the chain breaks. It is
 lazy so a profile that only needs the first descriptors (rust-vmm) sees
 exactly what such a device sees; the spec profile walks to the end.
+
+virtio-queue's `DescriptorChain::next` (chain.rs) applies the same rules in
+the same places and returns `None` where this raises: `ttl == 0 ||
+next_index >= queue_size` before each read, an unreadable descriptor, a
+nested indirect table, a table length not a multiple of 16 or over
+u16::MAX entries (a zero length gives an empty table: `None` too), and
+`yielded_bytes.checked_add(len)` overflowing u32 before the descriptor is
+yielded. It ignores NEXT on an indirect descriptor (walks the table, then
+ends) and never checks the table's alignment (since virtio-queue 0.7.1).
 """
 
 from __future__ import annotations

@@ -9,10 +9,9 @@ the queues").
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-from .case import Case, Region, Ring, clip
+from .case import Case, Region, Ring, avail_ring_writes, clip
 from .chain import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
 from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 
@@ -100,11 +99,10 @@ def assemble(lay: Layout) -> Case:
     if lay.header is not None:
         raw.extend(scatter(lay.header.pack(), placed))
     raw.extend(lay.extra)
-    # The harness has written the available ring: flags 0, idx 1, ring[0] = head.
-    raw.append((avail, struct.pack("<HHH", 0, 1, lay.head & 0xFFFF)))
-    writes = tuple(w for gpa, data in raw for w in clip(regions, gpa, data))
     ring = Ring(lay.size, desc_table, avail, used, lay.head)
-    return Case(lay.queue, lay.max_data_size, tuple(regions), writes, ring)
+    writes = [w for gpa, data in raw for w in clip(regions, gpa, data)]
+    writes += avail_ring_writes(regions, ring)  # written last, as the harness does
+    return Case(lay.queue, lay.max_data_size, tuple(regions), tuple(writes), ring)
 
 
 def scatter(data: bytes, pieces):

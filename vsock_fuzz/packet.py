@@ -19,18 +19,23 @@ Profile `spec` (virtio 1.2, 2.6.4 message framing, 5.10.6 vsock):
   - memory is checked for exactly the bytes the answer reports.
 
 Profile `rust-vmm`: rust-vmm virtio-vsock 0.12 `from_tx_virtq_chain` /
-`from_rx_virtq_chain` over virtio-queue: header in the head descriptor, a
-lone head or exactly one data descriptor, `FragmentedMemory` on a region
-crossing, chain errors seen as `DescriptorChainTooShort`.
+`from_rx_virtq_chain` over virtio-queue, as an adapter drives them: it sets
+the queue up with the `try_set_*` setters, checks `Queue::is_valid`, pops the
+chain and parses it. Header in the head descriptor, a lone head or exactly
+one data descriptor, `FragmentedMemory` on a region crossing. The chain
+iterator returns `None` on every chain error (bad index, loop, unreadable
+descriptor, bad indirect table, over u32::MAX bytes), which the packet code
+reports as `DescriptorChainTooShort`; a head index past the queue is such an
+error too (`AvailIter` hands it to `DescriptorChain::new` unchecked).
 """
 
 from __future__ import annotations
 
 from .answer import Answer
 from .case import Case
-from .chain import ChainError, F_NEXT, F_WRITE, check_queue, walk
+from .chain import DESC_SIZE, MAX_QUEUE_SIZE, ChainError, check_queue, walk
 from .header import HEADER_SIZE, Header
-from .memory import GuestMemory
+from .memory import U64, GuestMemory
 
 PROFILES = ("spec", "rust-vmm")
 
@@ -38,10 +43,11 @@ PROFILES = ("spec", "rust-vmm")
 def parse(case: Case, profile: str = "spec") -> Answer:
     mem = GuestMemory(case.regions, case.writes)
     try:
-        check_queue(mem, case.ring)
         if profile == "spec":
+            check_queue(mem, case.ring)
             return _parse_spec(case, mem)
         if profile == "rust-vmm":
+            _check_queue_rust_vmm(mem, case.ring)
             return _parse_rust_vmm(case, mem)
     except ChainError as e:
         return Answer.reject(e.name, e.kind, e.detail)
@@ -116,10 +122,60 @@ _WRONG_DIRECTION = {False: ("UnexpectedWriteOnlyDescriptor", "permission"),
 
 # --- rust-vmm ------------------------------------------------------------------
 
+# virtio-queue Queue::try_set_{desc_table,avail_ring,used_ring}_address alignment masks.
+_RUST_VMM_ALIGN = (("desc_table", 0xF, "InvalidDescTableAlign"),
+                   ("avail", 0x1, "InvalidAvailRingAlign"),
+                   ("used", 0x3, "InvalidUsedRingAlign"))
+
+
+def _check_queue_rust_vmm(mem: GuestMemory, ring) -> None:
+    """virtio-queue's queue set-up checks, in the order an adapter meets them."""
+    size = ring.size
+    # Queue::try_set_size: 0, over 32768 or not a power of 2 -> InvalidSize.
+    if size == 0 or size > MAX_QUEUE_SIZE or size & (size - 1):
+        raise ChainError("InvalidSize", "queue", f"queue size {size} is not a power of 2 in 1..32768")
+    for field, mask, name in _RUST_VMM_ALIGN:
+        addr = getattr(ring, field)
+        if addr & mask:
+            raise ChainError(name, "queue", f"{field} at {addr:#x} is not {mask + 1}-aligned")
+    # Queue::is_valid checks only that the address one past each ring
+    # (`addr.checked_add(size)`) is mapped: a ring ending exactly at the end
+    # of memory is refused, a ring starting in a hole is not.
+    for field, length in (("desc_table", DESC_SIZE * size), ("avail", 6 + 2 * size), ("used", 6 + 8 * size)):
+        end = getattr(ring, field) + length
+        if end >= U64 or mem.region_index(end) < 0:
+            raise ChainError("RingOutOfMemory", "queue", f"Queue::is_valid: {field} end {end:#x} is not a mapped address")
+    # QueueOwnedT::iter: an available ring at address 0 means "not set up".
+    if ring.avail == 0:
+        raise ChainError("QueueNotReady", "queue", "available ring address is 0")
+
+
+def _pop_head_rust_vmm(mem: GuestMemory, ring) -> int:
+    """Queue::pop_descriptor_chain: the head index as the available ring holds it.
+
+    The adapter pops as a device does, so the head is the le16 at avail+4
+    (the harness wrote it; it equals `ring.head` modulo 2^16), and no bound
+    is checked here: `DescriptorChain::new` takes it as is.
+    """
+    # Queue::avail_idx and AvailIter::next use GuestMemory::load, an aligned
+    # atomic access inside one region; a failed load pops no chain.
+    for at in (ring.avail + 2, ring.avail + 4):
+        if mem.region_index(at) < 0 or at + 2 > mem.region_end(at):
+            raise ChainError("RingOutOfMemory", "queue", f"available ring field at {at:#x} cannot be loaded")
+    idx = int.from_bytes(mem.read(ring.avail + 2, 2), "little")
+    # AvailIter::new: more chains offered than the queue holds.
+    if idx > ring.size:
+        raise ChainError("InvalidAvailRingIndex", "queue", f"available index {idx} > queue size {ring.size}")
+    if idx == 0:
+        raise ChainError("NoAvailableChain", "queue", "available index 0: nothing to pop")
+    return int.from_bytes(mem.read(ring.avail + 4, 2), "little")
+
+
 def _parse_rust_vmm(case: Case, mem: GuestMemory) -> Answer:
     ring = case.ring
     # virtio-queue: yielded bytes are a u32; INDIRECT with NEXT is not checked.
-    chain = walk(mem, ring.desc_table, ring.size, ring.head, max_chain_bytes=0xFFFFFFFF, reject_indirect_next=False)
+    chain = walk(mem, ring.desc_table, ring.size, _pop_head_rust_vmm(mem, ring),
+                 max_chain_bytes=0xFFFFFFFF, reject_indirect_next=False)
     rx = case.queue == "rx"
     head = _next_or_short(chain)
     if head.writable != rx:
@@ -129,7 +185,7 @@ def _parse_rust_vmm(case: Case, mem: GuestMemory) -> Answer:
     header_slice = _single_slice(mem, head.addr, HEADER_SIZE)
     if rx:
         if not head.has_next and head.len > HEADER_SIZE:
-            data = _single_slice(mem, head.addr + HEADER_SIZE, head.len - HEADER_SIZE)
+            data = _single_slice(mem, _after_header(head.addr), head.len - HEADER_SIZE)
         else:
             if not head.has_next:
                 raise ChainError("DescriptorChainTooShort", "chain", "a lone 44-byte rx head leaves no room for data")
@@ -146,7 +202,7 @@ def _parse_rust_vmm(case: Case, mem: GuestMemory) -> Answer:
     if header.len > case.max_data_size:
         return Answer.reject("InvalidHeaderLen", "length", f"hdr.len {header.len} > max_data_size {case.max_data_size}")
     if not head.has_next and head.len - HEADER_SIZE >= header.len:
-        data = _single_slice(mem, head.addr + HEADER_SIZE, header.len)
+        data = _single_slice(mem, _after_header(head.addr), header.len)
     else:
         if not head.has_next:
             raise ChainError("DescriptorChainTooShort", "chain", "the head has no NEXT and is too short for the data")
@@ -169,11 +225,24 @@ def _next_or_short(chain):
         raise ChainError("DescriptorChainTooShort", "chain", f"the chain ends early: {e.detail}") from None
 
 
+def _after_header(addr: int) -> int:
+    # packet.rs: `chain_head.addr().checked_add(PKT_HEADER_SIZE)` overflowing
+    # u64 is reported as DescriptorLengthTooSmall.
+    if addr + HEADER_SIZE >= U64:
+        raise ChainError("DescriptorLengthTooSmall", "length", f"head address {addr:#x} + {HEADER_SIZE} overflows u64")
+    return addr + HEADER_SIZE
+
+
 def _single_slice(mem: GuestMemory, addr: int, n: int):
-    """vm-memory get_single_slice: one host slice or FragmentedMemory."""
+    """virtio-vsock get_single_slice: None for n == 0, else one host slice.
+
+    vm-memory's slice iterator fails on an unmapped start (InvalidMemoryAccess)
+    and otherwise yields the part up to the region's end; a shorter first
+    slice (region crossing, a hole, or past 2^64) is FragmentedMemory.
+    """
     if n == 0:
         return ()
-    if addr >= 1 << 64 or mem.region_index(addr) < 0 or addr + n > 1 << 64:
+    if mem.region_index(addr) < 0:
         raise ChainError("InvalidMemoryAccess", "memory", f"[{addr:#x}, +{n:#x}) starts outside guest memory")
     if addr + n > mem.region_end(addr):
         raise ChainError("FragmentedMemory", "memory", f"[{addr:#x}, +{n:#x}) crosses the end of its memory region")
