@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test fuzz bench clean venv
+.PHONY: all test fuzz bench clean venv c-target
 
 all: test
 
@@ -17,7 +17,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The example C target (examples/c-target): built when a C compiler exists;
+# the tests that need it skip, saying why, when it does not.
+C_TARGET := examples/c-target/vsock_target
+HAVE_CC := $(shell command -v $(CC) 2>/dev/null)
+
+c-target: $(C_TARGET)
+
+$(C_TARGET): examples/c-target/vsock_target.c
+	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 	$(BIN)/python -m pytest -q
 
 fuzz: $(STAMP)
@@ -28,3 +38,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis/tmp
+	rm -f $(C_TARGET)
