@@ -149,9 +149,13 @@ def avail_ring_writes(regions, ring: Ring) -> list[Write]:
 
 
 def clip(regions, gpa: int, data: bytes) -> list[Write]:
-    """`data` at `gpa`, keeping only what lies inside memory (whole when it all does)."""
+    """`data` at `gpa`, keeping only what lies inside memory (whole when it all does).
+
+    An empty write touches no memory and is kept as it is, so a request's
+    writes survive the binary form unchanged.
+    """
     if covered(regions, gpa, len(data)):
-        return [Write(gpa, data)] if data else []
+        return [Write(gpa, data)]
     out = []
     end = gpa + len(data)
     for r in sorted(regions, key=lambda r: r.gpa):
