@@ -222,17 +222,13 @@ def content_name(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def finding_stem(finding) -> str:
-    return f"{finding.oracle}-{content_name(encode(finding.case))}"
-
-
 def write_finding(directory: str, finding, target: str | None = None) -> tuple[str, bool]:
     """Keep `finding` in `directory`; returns (path stem, whether it was new).
 
     `target` names the target spec in the finding's reproduce command.
     """
     os.makedirs(directory, exist_ok=True)
-    stem = os.path.join(directory, finding_stem(finding))
+    stem = os.path.join(directory, finding.file_stem())
     if os.path.exists(stem + FINDING_SUFFIX):
         return stem, False
     binary = encode(finding.case)
