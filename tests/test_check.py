@@ -1,0 +1,238 @@
+"""`vsock-fuzz check`: the matrix is clean on the model, shows exactly the
+rust-vmm crate's documented gaps, and fails targets that break its rows."""
+
+import json
+import shlex
+
+import pytest
+
+from vsock_fuzz import check
+from vsock_fuzz.answer import Answer
+from vsock_fuzz.cli import main
+from vsock_fuzz.header import HEADER_SIZE
+from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.packet import parse
+from vsock_fuzz.targets import ModelTarget, PythonTarget
+
+
+def run(parse_fn, **kw):
+    return check.run(PythonTarget(parse_fn, "test"), **kw)
+
+
+def by_name(results):
+    return {r.row.name: r for r in results}
+
+
+# --- the matrix itself ----------------------------------------------------------
+
+def test_rows_cover_the_issue_families():
+    names = [r.name for r in check.rows()]
+    assert len(names) == len(set(names)), "row names are unique (they are --row keys and JUnit names)"
+    for version in ("5.x", "6.2", "6.17"):
+        for via in ("", "/indirect"):
+            for size in ("33KiB", "64KiB"):
+                assert f"tx/linux-{version}/{size}{via}" in names
+            assert f"rx/linux-{version}{via}" in names
+    assert {f"tx/header-split@{k}" for k in range(1, HEADER_SIZE)} <= set(names)
+    groups = {r.group for r in check.rows()}
+    assert {"linux-tx", "linux-rx", "header-split", "pieces", "region-end", "regions", "misaligned",
+            "max-data-size", "direction", "chain", "queue", "indirect"} <= groups
+    assert {r.expect for r in check.rows()} == {"accept", "either", "reject"}
+    assert all(r.rule for r in check.rows())
+
+
+def test_rows_are_deterministic():
+    again = check.build_rows()
+    assert [(r.name, r.case, r.slices) for r in again] == [(r.name, r.case, r.slices) for r in check.rows()]
+
+
+def test_6_17_rows_are_page_fragments():
+    row = {r.name: r for r in check.rows()}["tx/linux-6.17/64KiB"]
+    header, data = row.slices
+    assert sum(n for _, n in header) == HEADER_SIZE
+    assert sum(n for _, n in data) == 64 * 1024
+    # Expected slices come from the laid-out buffers: 1 header + 16 page descriptors.
+    bufs = check.laid_out(linux_tx("6.17", 64 * 1024), row.case)
+    assert [n for _, n, _ in bufs] == [HEADER_SIZE] + [4096] * 16
+
+
+def test_expected_slices_are_cut_at_region_boundaries():
+    row = {r.name: r for r in check.rows()}["tx/data-crosses-regions"]
+    header, data = row.slices
+    assert data == ((0x10000 - 40, 40), (0x10000, 60))
+
+
+def test_expected_slices_follow_the_buffers_not_the_model():
+    # An explicit layout: header split 10/34 over two misaligned buffers, data after it.
+    lay = Layout("tx", (Buf(10, addr=0x9001), Buf(34 + 5, addr=0x9101)),
+                 header=check.HDR._replace(len=5))
+    header, data = check.expected_slices(lay, assemble(lay))
+    assert header == ((0x9001, 10), (0x9101, 34))
+    assert data == ((0x9101 + 34, 5),)
+
+
+# --- the reference under both profiles -------------------------------------------
+
+def test_reference_is_clean(capsys):
+    assert main(["check", "--target", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for fam in check.FAMILIES:
+        assert f"{fam}" in out
+    results = check.run(ModelTarget("spec"))
+    assert {r.verdict for r in results} == {"pass"}
+    assert not any(r.findings for r in results)
+
+
+def test_rust_vmm_shows_exactly_its_documented_gaps(capsys):
+    assert main(["check", "--target", "reference:rust-vmm", "-q"]) == 1
+    results = check.run(ModelTarget("rust-vmm"))
+    failed = {r.row.name for r in results if r.verdict == "fail"}
+    # Cloud Hypervisor #7672 / libkrun #535 class: multi-fragment tx (Linux >= 6.17) rejected.
+    assert failed == {f"tx/linux-6.17/{s}{v}" for s in ("33KiB", "64KiB") for v in ("", "/indirect")}
+    fams = check.family_verdicts(results)
+    assert fams["safety"]["verdict"] == fams["fidelity"]["verdict"] == "pass"
+    assert fams["interop"]["verdict"] == "fail"
+    warned = {r.row.name: r for r in results if r.verdict == "warn"}
+    # Region-crossing buffers rejected (FragmentedMemory), split headers and pieces rejected.
+    assert {"tx/data-crosses-regions", "tx/header-crosses-regions", "rx/crosses-regions",
+            "tx/header-split@1", "tx/data-1-byte-pieces"} <= set(warned)
+    assert warned["tx/data-crosses-regions"].answer.error == "FragmentedMemory"
+    for r in warned.values():
+        assert {f for f, _ in r.issues} | {f.family for f in r.findings} <= {"conformance", "differential"}
+    # Everything the crate does as the spec says still passes: every earlier Linux layout.
+    for r in results:
+        if r.row.group in ("linux-tx", "linux-rx") and "6.17/33" not in r.row.name and "6.17/64" not in r.row.name:
+            assert r.verdict == "pass", r.row.name
+
+
+def test_profile_rust_vmm_silences_differential_only():
+    results = check.run(ModelTarget("rust-vmm"), profile="rust-vmm")
+    assert not any(f.family == "differential" for r in results for f in r.findings)
+    assert check.family_verdicts(results)["interop"]["verdict"] == "fail"
+
+
+def test_strict_fails_on_warnings():
+    results = check.run(ModelTarget("rust-vmm"), profile="rust-vmm", strict=True)
+    fams = check.family_verdicts(results, strict=True)
+    assert fams["conformance"]["verdict"] == "fail"
+    assert main(["check", "--target", "reference:rust-vmm", "--profile", "rust-vmm", "--strict", "-q"]) == 1
+
+
+# --- targets that break rows -------------------------------------------------------
+
+def test_a_target_that_rejects_everything_fails_interop():
+    results = by_name(run(lambda case: Answer.reject("Nope", "chain")))
+    assert results["tx/linux-6.2/1KiB"].verdict == "fail"
+    assert results["rx/linux-5.x"].verdict == "fail"
+    assert results["tx/header-split@7"].verdict == "warn"       # 2.6.4: a device MAY limit descriptors
+    assert results["tx/loop-at-head"].verdict == "pass"          # rejecting a malformed chain is right
+
+
+def test_wrong_slices_on_a_linux_layout_fail_interop():
+    def off_by_one(case):
+        a = parse(case)
+        if a.ok and a.data_slices:
+            (addr, n), *rest = a.data_slices
+            return a.__class__(True, a.header, a.header_slices, ((addr + 1, n), *rest))
+        return a
+    results = by_name(run(off_by_one))
+    row = results["tx/linux-5.x/1KiB"]
+    assert row.verdict == "fail"
+    assert any(f == "interop" and "data slices" in m for f, m in row.issues)
+    assert results["tx/linux-5.x/0B"].verdict == "pass"
+
+
+def test_a_crash_is_a_safety_failure():
+    def crashes_on_queue_size_0(case):
+        if case.ring.size == 0:
+            raise ZeroDivisionError("virtio-queue #173")
+        return parse(case)
+    results = by_name(run(crashes_on_queue_size_0))
+    row = results["tx/queue-size-0"]
+    assert row.got == "crash" and row.verdict == "fail"
+    assert any(f.family == "safety" for f in row.findings)
+    assert check.family_verdicts(list(results.values()))["safety"]["verdict"] == "fail"
+
+
+def test_a_region_end_overrun_is_a_safety_failure():
+    # CVE-2019-18960 class: the bounds check lets a buffer end one byte past its region.
+    def overrun(case):
+        a = parse(case)
+        if not a.ok and a.error == "InvalidMemoryAccess":
+            ok = parse(case._replace(regions=tuple(r._replace(size=r.size + 1) for r in case.regions)))
+            return ok
+        return a
+    results = by_name(run(overrun))
+    row = results["tx/data-one-past-region-end"]
+    assert row.got == "accept" and row.verdict == "fail"
+    assert any(f.family == "safety" for f in row.findings)
+    assert results["tx/data-ends-at-region-end"].verdict == "pass"
+
+
+def test_leniency_on_a_malformed_chain_is_a_warning():
+    # Accepts everything the rust-vmm profile accepts, including a chain looping after the packet.
+    results = by_name(run(lambda case: parse(case, "rust-vmm")))
+    row = results["tx/loop-after-complete-packet"]
+    assert row.got == "accept" and row.verdict == "warn"
+    assert ("conformance", row.issues[0][1]) == row.issues[0]
+
+
+# --- the command line ---------------------------------------------------------------
+
+def test_row_filter_and_reproduce_command(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["check", "--target", "reference:rust-vmm", "--row", "^tx/linux-6.17/33KiB$",
+                 "--json", str(out)]) == 1
+    rep = json.loads(out.read_text())
+    assert [r["name"] for r in rep["rows"]] == ["tx/linux-6.17/33KiB"]
+    finding = next(f for f in rep["findings"] if f["family"] == "interop")
+    argv = shlex.split(finding["reproducer"]["command"])
+    assert argv[:2] == ["vsock-fuzz", "check"]
+    assert main(argv[1:]) == 1
+    assert "tx/linux-6.17/33KiB" in capsys.readouterr().out
+
+
+def test_out_keeps_findings_as_replayable_files(tmp_path):
+    out = tmp_path / "findings"
+    rep_path = tmp_path / "r.json"
+    assert main(["check", "--target", "reference:rust-vmm", "--row", "^tx/linux-6.17/64KiB$",
+                 "--out", str(out), "--json", str(rep_path)]) == 1
+    rep = json.loads(rep_path.read_text())
+    for f in rep["findings"]:
+        path = f["reproducer"]["path"]
+        assert path and path.endswith(".bin") and (tmp_path / "findings" / path.rsplit("/", 1)[1]).exists()
+        assert path in f["reproducer"]["command"]
+
+
+def test_target_error_exits_2(tmp_path, capsys):
+    rep_path = tmp_path / "r.json"
+    assert main(["check", "--target", "cmd:/nonexistent/adapter", "--json", str(rep_path)]) == 2
+    assert "cannot start" in capsys.readouterr().err
+    rep = json.loads(rep_path.read_text())
+    assert rep["status"] == "error" and rep["exit_code"] == 2 and "cannot start" in rep["error"]
+
+
+def test_no_matching_row_is_a_usage_error(capsys):
+    assert main(["check", "--target", "reference", "--row", "^no-such-row$"]) == 2
+
+
+def test_list_prints_rows_and_rules(capsys):
+    assert main(["check", "--target", "reference", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == len(check.rows())
+    assert "CVE-2019-18960" in out
+
+
+@pytest.mark.parametrize("spec", ["cmd:python -m vsock_fuzz serve"])
+def test_matrix_through_the_protocol_matches_in_process(spec):
+    from vsock_fuzz.targets import open_target
+    import sys
+    target = open_target(spec.replace("python", shlex.quote(sys.executable)))
+    try:
+        remote = check.run(target, pattern="^tx/linux|^rx/|queue-size-0|loop-at-head")
+    finally:
+        target.close()
+    local = check.run(ModelTarget("spec"), pattern="^tx/linux|^rx/|queue-size-0|loop-at-head")
+    assert [(r.row.name, r.got, r.verdict) for r in remote] == [(r.row.name, r.got, r.verdict) for r in local]
+    assert {r.verdict for r in remote} == {"pass"}
