@@ -28,7 +28,7 @@ from xml.etree import ElementTree as ET
 
 from . import __version__
 from .corpus import atomic_write
-from .oracles import FAMILIES, ORACLES
+from .oracles import FAMILIES, ORACLES, SEVERITY_ORDER
 
 SCHEMA_VERSION = 1
 # Families whose findings fail a run unless the command says otherwise (issue: "fails on
@@ -233,7 +233,7 @@ def _junit_cases(rep: dict):
     return out
 
 
-def to_markdown(rep: dict, max_rows: int = 200) -> str:
+def to_markdown(rep: dict, max_rows: int = 50) -> str:
     """A summary for a CI job page (GitHub's $GITHUB_STEP_SUMMARY)."""
     t = rep["target"]
     icon = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
@@ -251,7 +251,8 @@ def to_markdown(rep: dict, max_rows: int = 200) -> str:
                      + (f" ({len(v['rows'])} rows)" if "rows" in v else "") + " |")
     if rep["findings"]:
         lines += ["", "### Findings", "", "| severity | oracle | rule | message | reproduce |", "| --- | --- | --- | --- | --- |"]
-        for f in rep["findings"][:max_rows]:
+        worst_first = sorted(rep["findings"], key=lambda f: -SEVERITY_ORDER[f["severity"]])
+        for f in worst_first[:max_rows]:
             lines.append(f"| {f['severity']} | `{f['oracle']}` | {_md(f['rule'])} | {_md(f['message'])} | "
                          f"`{_md(f['reproducer']['command'])}` |")
         if len(rep["findings"]) > max_rows:
