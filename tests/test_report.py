@@ -72,9 +72,13 @@ def test_clean_and_error_reports_validate(tmp_path):
 
 def test_fuzz_report_validates():
     rep = fuzz_like_report(rust_vmm_findings())
+    assert rep["fail_on"] == "error"
     assert schema_errors(rep) == [] and report.validate(rep) == []
     assert rep["families"]["interop"] == {"verdict": "fail", "findings": 1}
     assert rep["families"]["differential"]["verdict"] == "warn"
+    strict = report.new("fuzz", None, spec="x", fail_on="warning")
+    strict["findings"] = rep["findings"]
+    assert report.finish(strict, exit_code=1)["families"]["differential"]["verdict"] == "fail"
     f = rep["findings"][0]
     assert f["reproducer"]["path"].endswith(".bin") and f["reproducer"]["path"] in f["reproducer"]["command"]
 
@@ -132,7 +136,7 @@ def test_junit_has_one_case_per_oracle():
     cases = assert_junit_shape(ET.fromstring(report.to_junit(rep)))
     assert {c.get("name") for c in cases} == set(ORACLES)
     failed = {c.get("name") for c in cases if c.find("failure") is not None}
-    assert failed == {f["oracle"] for f in rep["findings"] if f["family"] in report.FAILING}
+    assert failed == {f["oracle"] for f in rep["findings"] if f["severity"] in ("error", "critical")}
     # A warning oracle that fired is listed, not failed.
     diff = next(c for c in cases if c.get("name") == "differential.model")
     assert diff.find("failure") is None and "reproduce" in diff.find("system-out").text

@@ -9,8 +9,9 @@ to `write_reports`:
     report.finish(rep, exit_code=1, stats={"cases": 120000, "seconds": 60.0})
     report.write_reports(rep, json_path=..., junit_path=..., markdown_path=...)
 
-`finish` fills `families` (one verdict per oracle family) from the findings
-unless the caller set them (check does, from its matrix). JUnit has one test
+`finish` fills `families` (one verdict per oracle family: fail when a finding
+is at or above `fail_on`) unless the caller set them (check does, from its
+matrix: safety, fidelity and interop fail, the rest warn unless --strict). JUnit has one test
 case per matrix row (check) or per oracle (fuzz, replay), so a CI page lists
 every rule checked, failing ones with their message. Every file is written
 atomically (a temporary file, then os.replace).
@@ -31,9 +32,6 @@ from .corpus import atomic_write
 from .oracles import FAMILIES, ORACLES, SEVERITY_ORDER
 
 SCHEMA_VERSION = 1
-# Families whose findings fail a run unless the command says otherwise (issue: "fails on
-# safety/fidelity/interop findings"); the rest are warnings.
-FAILING = ("safety", "fidelity", "interop")
 
 
 def schema() -> dict:
@@ -45,8 +43,11 @@ def utc_now(t: float | None = None) -> str:
 
 
 def new(command: str, target=None, *, spec: str = "", profile: str = "spec", strict: bool = False,
-        argv: list[str] | None = None) -> dict:
-    """A report for one run; `target` is an open target (its hello name and version) or None."""
+        fail_on: str = "error", argv: list[str] | None = None) -> dict:
+    """A report for one run; `target` is an open target (its hello name and version) or None.
+
+    `fail_on` is the command's --fail-on: findings at or above it fail the run.
+    """
     rep = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "vsock-fuzz", "version": __version__},
@@ -55,6 +56,7 @@ def new(command: str, target=None, *, spec: str = "", profile: str = "spec", str
                    "version": str(getattr(target, "version", "") or "")},
         "profile": profile,
         "strict": strict,
+        "fail_on": fail_on,
         "started": utc_now(),
         "stats": {},
         "findings": [],
@@ -90,13 +92,18 @@ def _replay_command(finding, path: str | None) -> str:
     return cmd
 
 
-def family_verdicts(findings: list[dict], strict: bool = False) -> dict:
-    """One verdict per family from the report's findings."""
-    failing = set(FAMILIES) if strict else set(FAILING)
+def fails(rep: dict, finding: dict) -> bool:
+    """Whether a finding is at or above the run's --fail-on severity."""
+    return SEVERITY_ORDER[finding["severity"]] >= SEVERITY_ORDER[rep.get("fail_on", "error")]
+
+
+def family_verdicts(rep: dict) -> dict:
+    """One verdict per family from the report's findings and its --fail-on."""
     out = {}
     for fam in FAMILIES:
-        n = sum(1 for f in findings if f["family"] == fam)
-        out[fam] = {"verdict": "pass" if not n else ("fail" if fam in failing else "warn"), "findings": n}
+        found = [f for f in rep["findings"] if f["family"] == fam]
+        verdict = "fail" if any(fails(rep, f) for f in found) else ("warn" if found else "pass")
+        out[fam] = {"verdict": verdict, "findings": len(found)}
     return out
 
 
@@ -109,7 +116,7 @@ def finish(rep: dict, *, exit_code: int, stats: dict | None = None, error: str |
         rep["error"] = error
     if stats:
         rep["stats"].update(stats)
-    rep.setdefault("families", family_verdicts(rep["findings"], rep.get("strict", False)))
+    rep.setdefault("families", family_verdicts(rep))
     return rep
 
 
@@ -221,13 +228,12 @@ def _junit_cases(rep: dict):
                 lines.insert(0, f"warning: {message}")
             out.append((f"vsock-fuzz.check.{row['family']}", row["name"], outcome, message, "\n".join(lines)))
         return out
-    failing = set(FAMILIES) if rep.get("strict") else set(FAILING)
     names = sorted(set(rep.get("oracles", {})) | {f["oracle"] for f in rep["findings"]})
     for name in names:
         found = [f for f in rep["findings"] if f["oracle"] == name]
         family = found[0]["family"] if found else rep["oracles"][name]["family"]
         text = "\n".join(f"{f['message']}\n  rule: {f['rule']}\n  reproduce: {f['reproducer']['command']}" for f in found)
-        outcome = "failure" if found and family in failing else "pass"
+        outcome = "failure" if any(fails(rep, f) for f in found) else "pass"
         message = f"{len(found)} finding(s): {found[0]['message']}" if found else ""
         out.append((f"vsock-fuzz.{rep['command']}.{family}", name, outcome, message[:500], text))
     return out
