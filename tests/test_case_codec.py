@@ -29,8 +29,8 @@ def region_lists(draw):
     end = start
     for _ in range(draw(st.integers(1, 5))):
         gpa = end + draw(st.one_of(st.just(0), st.integers(1, 1 << 16), st.integers(1, 1 << 44)))
-        size = draw(st.one_of(st.integers(1, 1 << 16), st.integers(1, 1 << 44), st.just(U64)))
-        size = min(size, U64 - gpa)
+        size = draw(st.one_of(st.integers(1, 1 << 16), st.integers(1, 1 << 44), st.just(U64 - 1)))
+        size = min(size, U64 - gpa, U64 - 1)  # a size is a u64
         if size <= 0:
             break
         out.append(Region(gpa, size))
