@@ -197,7 +197,7 @@ def test_parse_many_reports_the_case_in_flight_and_resends_the_rest():
 
 
 def test_rlimit_as_stops_a_memory_eater():
-    t = hostile("eat-memory", rlimit_as=512 << 20)
+    t = hostile("eat-memory", rlimit_as=192 << 20)
     bad = t.parse(BAD)
     assert bad.error_class == "crash" and "MemoryError" in bad.detail, bad.detail
     assert t.parse(GOOD).error == "NotChecked"

@@ -24,7 +24,7 @@ Behaviours (on the trigger case unless said otherwise):
   flood-stderr MIB    writes MIB mebibytes to stderr before every answer
   fork                forks a child that keeps the pipes open, then exits
   fail-restart FILE   exits on the trigger; every later start with FILE present dies at start
-  eat-memory          allocates 1 GiB (meant to hit rlimit_as)
+  eat-memory          allocates 384 MiB (meant to hit rlimit_as)
   burn-cpu            spins forever (meant to hit rlimit_cpu)
   always-exit         exits with status 9 on every case
 """
@@ -94,7 +94,7 @@ def misbehave(mode: str, arg: str, req: dict) -> None:
             os._exit(0)
         os._exit(5)
     if mode == "eat-memory":
-        hog = bytearray(1 << 30)
+        hog = bytearray(384 << 20)
         hog[-1] = 1
         answer({"id": req["id"], "ok": False, "error": "NotChecked", "detail": f"{len(hog)} bytes"})
         return
