@@ -91,12 +91,15 @@ def read_case(path: str) -> Entry:
     if kind == "binary":
         return Entry(path, decode(data), "binary")
     try:
-        obj = json.loads(data)
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorpusError(path, f"not UTF-8 JSON: {e.reason} at byte {e.start}") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
-        what = "truncated JSON" if e.pos >= len(data.rstrip()) else "corrupt JSON"
-        raise CorpusError(path, f"{what}: {e.msg} at line {e.lineno} column {e.colno}") from None
+        # The text ends before the document does: a cut-off write or copy.
+        cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
+        raise CorpusError(path, f"{'truncated' if cut else 'corrupt'} JSON: {e.msg} (line {e.lineno} column {e.colno})") from None
     try:
         return case_from_json(obj, path)
     except CaseError as e:

@@ -1,0 +1,101 @@
+"""The shared shrinker: smaller cases that still fail, valid at every step, within the budget."""
+
+import os
+
+from vsock_fuzz.binary import decode, encode
+from vsock_fuzz.case import Case
+from vsock_fuzz.chain import F_NEXT
+from vsock_fuzz.cli import main
+from vsock_fuzz.corpus import read_case, write_case
+from vsock_fuzz.header import Header
+from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.minimize import fires, shrink
+from vsock_fuzz.oracles import evaluate
+from vsock_fuzz.packet import parse
+from vsock_fuzz.targets import open_target
+
+BIG = assemble(linux_tx("6.17", 40000, header=Header(src_port=77, dst_port=99, fwd_cnt=12345)))
+
+
+def profiles_disagree(case: Case) -> bool:
+    # The spec profile takes a multi-fragment packet that the rust-vmm profile refuses.
+    return parse(case, "spec").ok and not parse(case, "rust-vmm").ok
+
+
+def test_shrinks_while_the_predicate_holds():
+    assert profiles_disagree(BIG)
+    small = shrink(BIG, profiles_disagree)
+    assert profiles_disagree(small)
+    assert len(encode(small)) < len(encode(BIG)) // 2
+    assert len(small.writes) <= len(BIG.writes)
+
+
+def test_every_candidate_is_a_valid_case_in_both_encodings():
+    seen = []
+
+    def check(case):
+        # writes inside memory, regions sane: what a parse request may hold
+        assert Case.from_request(case.to_request()) == case
+        assert decode(encode(case)) == case
+        seen.append(case)
+        return profiles_disagree(case)
+    shrink(BIG, check, budget=300)
+    assert len(seen) > 50
+
+
+def test_budget_bounds_the_calls():
+    calls = []
+    assert shrink(BIG, lambda c: calls.append(c) and False, budget=25) == BIG
+    assert len(calls) == 25
+
+
+def test_nothing_smaller_fails_gives_the_case_back():
+    assert shrink(BIG, lambda c: c == BIG) == BIG
+
+
+def test_drops_what_the_failure_does_not_need():
+    # A payload write that no rule looks at goes; the chain that breaks stays.
+    lay = Layout("tx", (Buf(44, next=1), Buf(5, F_NEXT, next=0)), header=Header(len=5), extra=((0x9000, b"junk" * 20),))
+    case = assemble(lay)
+    looped = lambda c: parse(c).error == "ChainTooLong"  # noqa: E731
+    assert looped(case)
+    small = shrink(case, looped)
+    assert looped(small)
+    assert not any(w.gpa == 0x9000 for w in small.writes)
+
+
+def test_fires_uses_the_same_oracle():
+    target = open_target("reference:rust-vmm")
+    _, findings = evaluate(target, BIG)
+    names = {f.oracle for f in findings}
+    assert "interop.linux-rejected" in names
+    pred = fires(target, "interop.linux-rejected")
+    assert pred(BIG)
+    assert not pred(assemble(linux_tx("5.x", 5)))  # a layout rust-vmm takes
+
+
+def test_minimize_command_writes_both_encodings(tmp_path, capsys):
+    src = str(tmp_path / "big.bin")
+    write_case(src, BIG)
+    out = tmp_path / "out"
+    rc = main(["minimize", src, "--target", "reference:rust-vmm", "--oracle", "interop.linux-rejected",
+               "--out", str(out), "--budget", "400"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "still fires" in text and "walk from head" in text
+    names = sorted(os.listdir(out))
+    assert len(names) == 3 and names[0].startswith("interop.linux-rejected-")
+    stem = os.path.join(out, names[0][:-len(".bin")])
+    small = read_case(stem + ".bin").case
+    assert read_case(stem + ".json").case == small
+    assert len(encode(small)) < len(encode(BIG))
+    target = open_target("reference:rust-vmm")
+    assert fires(target, "interop.linux-rejected")(small)
+
+
+def test_minimize_command_refuses_an_oracle_that_does_not_fire(tmp_path, capsys):
+    src = str(tmp_path / "ok.json")
+    write_case(src, assemble(linux_tx("5.x", 5)))
+    assert main(["minimize", src, "--target", "reference"]) == 2
+    assert "nothing to minimize" in capsys.readouterr().err
+    assert main(["minimize", src, "--target", "reference", "--oracle", "safety.crash"]) == 2
+    assert "does not fire" in capsys.readouterr().err
