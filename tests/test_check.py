@@ -236,3 +236,46 @@ def test_matrix_through_the_protocol_matches_in_process(spec):
     local = check.run(ModelTarget("spec"), pattern="^tx/linux|^rx/|queue-size-0|loop-at-head")
     assert [(r.row.name, r.got, r.verdict) for r in remote] == [(r.row.name, r.got, r.verdict) for r in local]
     assert {r.verdict for r in remote} == {"pass"}
+
+
+# --- the bug zoo ------------------------------------------------------------------------
+
+# The row each zoo bug must fail, besides whatever else it breaks.
+ZOO_ROWS = {
+    "region_end": "tx/data-one-past-region-end",
+    "two_desc": "tx/linux-6.2/1KiB",
+    "multi_frag": "tx/linux-6.17/33KiB",
+    "loop_hang": "tx/loop-at-head",
+    "queue_zero": "tx/queue-size-0",
+    "rx_readable": "rx/readable-slip@1",
+    "tx_writable": "tx/writable-slip-in-indirect-table",
+    "max_len": "tx/hdr.len=max_data_size+1(4096)",
+    "short_data": "tx/data-1-byte-pieces",
+    "header_swap": "tx/linux-5.x/1KiB",
+}
+
+
+def zoo_params():
+    from vsock_fuzz.zoo import ZOO
+    return [pytest.param(name, module, family, id=name) for name, module, family in ZOO]
+
+
+@pytest.mark.parametrize("name,module,family", zoo_params())
+def test_every_zoo_target_fails_the_rows_its_bug_breaks(name, module, family):
+    from vsock_fuzz.zoo import ORACLE
+    from vsock_fuzz.targets import open_target
+    results = check.run(open_target(f"py:{module}:parse"))
+    assert check.family_verdicts(results)[family]["verdict"] == "fail"
+    fired = {f.oracle for r in results for f in r.findings}
+    assert ORACLE[name] in fired
+    if name in ZOO_ROWS:
+        assert by_name(results)[ZOO_ROWS[name]].verdict == "fail"
+    assert check.family_verdicts(results)["safety"]["verdict"] == ("fail" if family == "safety" else "pass")
+
+
+def test_a_zoo_program_fails_check_through_the_protocol(capsys):
+    import sys
+    spec = f"cmd:{shlex.quote(sys.executable)} -m vsock_fuzz.zoo.region_end"
+    assert main(["check", "--target", spec, "-q", "--row", "region-end|^tx/linux-5"]) == 1
+    out = capsys.readouterr().out
+    assert "tx/data-one-past-region-end" in out and "FAIL" in out

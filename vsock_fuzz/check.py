@@ -15,6 +15,11 @@ Each row states:
   family  the oracle family a wrong answer counts in.
   rule    the spec section, driver fact or real bug the row stands for.
 
+A row fails on a problem of the safety, fidelity or interop family, or on an
+oracle finding of severity error or above (determinism: the same case
+answered twice differently is a state leak); other problems are warnings,
+unless --strict makes every problem fail.
+
 Expected slices come from the buffers laid out for the row (read back from
 the descriptor tables `assemble` wrote), never from the model: the header is
 the first 44 bytes of the chain's stream, tx data the next `hdr.len` bytes,
@@ -32,9 +37,10 @@ from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 from .layout import LINUX_VERSIONS, PAGE, Buf, Layout, assemble, flatten, linux_rx, linux_tx
 from .memory import GuestMemory
-from .oracles import FAMILIES, coalesce, evaluate
+from .oracles import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
 
-# A failure in these fails `check` (exit 1); the rest are warnings unless --strict.
+# A problem in these families fails `check` (exit 1), as does any oracle finding of
+# severity error or above; the rest are warnings unless --strict.
 FAILING = ("safety", "fidelity", "interop")
 EXPECTS = ("accept", "either", "reject")
 
@@ -404,12 +410,28 @@ def _fmt(slices) -> str:
     return f"[{s}{', ...' if len(slices) > 4 else ''}]"
 
 
+def _flags(result: Result, strict: bool):
+    """(family, failing?) for each problem the row shows: its own issues, then oracle findings.
+
+    Failing: an issue of a FAILING family, or a finding of severity error or
+    critical (determinism is an error; differential is one under --strict);
+    with --strict, everything.
+    """
+    for fam, _ in result.issues:
+        yield fam, strict or fam in FAILING
+    for f in result.findings:
+        yield f.family, strict or _fails(f)
+
+
+def _fails(finding) -> bool:
+    return finding.family in FAILING or SEVERITY_ORDER[finding.severity] >= SEVERITY_ORDER["error"]
+
+
 def judge(result: Result, strict: bool) -> str:
-    failing = set(FAMILIES) if strict else set(FAILING)
-    families = [f for f, _ in result.issues] + [f.family for f in result.findings]
-    if any(f in failing for f in families):
+    flags = list(_flags(result, strict))
+    if any(failing for _, failing in flags):
         return "fail"
-    return "warn" if families else "pass"
+    return "warn" if flags else "pass"
 
 
 def run(target, *, profile: str = "spec", strict: bool = False, pattern: str | None = None,
@@ -428,12 +450,18 @@ def run(target, *, profile: str = "spec", strict: bool = False, pattern: str | N
 
 def family_verdicts(results: list[Result], strict: bool = False) -> dict[str, dict]:
     """Per oracle family: verdict (pass | warn | fail), the rows it flagged, its finding count."""
-    failing = set(FAMILIES) if strict else set(FAILING)
-    out = {}
-    for fam in FAMILIES:
-        names = [r.row.name for r in results
-                 if any(f == fam for f, _ in r.issues) or any(f.family == fam for f in r.findings)]
-        count = sum(1 for r in results for f in r.findings if f.family == fam)
-        verdict = "pass" if not names else ("fail" if fam in failing else "warn")
-        out[fam] = {"verdict": verdict, "rows": names, "findings": count}
+    out = {fam: {"verdict": "pass", "rows": [], "findings": 0} for fam in FAMILIES}
+    for r in results:
+        seen = set()
+        for fam, failing in _flags(r, strict):
+            v = out[fam]
+            if failing:
+                v["verdict"] = "fail"
+            elif v["verdict"] == "pass":
+                v["verdict"] = "warn"
+            if fam not in seen:
+                v["rows"].append(r.row.name)
+                seen.add(fam)
+        for f in r.findings:
+            out[f.family]["findings"] += 1
     return out
