@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("serve", "check", "replay", "minimize", "show", "convert")
+COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "show", "convert")
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 

@@ -1,0 +1,16 @@
+"""atheris/libFuzzer harness: TX packets (binary cases forced onto the tx queue) through the
+reference model and every oracle; a finding raises an exception naming the oracle.
+
+    python harnesses/fuzz_tx.py -runs=100000 -dict=corpus/vsock.dict corpus/tx
+"""
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["vsock_fuzz"]):
+    from vsock_fuzz.engine import one_input
+    TestOneInput = one_input("reference", queue="tx")
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
