@@ -169,8 +169,11 @@ class _Chain:
         self.ring = ring
         self.error: ChainError | None = None  # the first rule the chain breaks
         descs: list = []
+        # The available ring holds the head as a le16 (target-protocol.md), so a device that
+        # pops it walks from head mod 2^16: both are this chain's head.
+        head = ring.head & 0xFFFF
         try:
-            for d in walk(mem, ring.desc_table, ring.size, ring.head):
+            for d in walk(mem, ring.desc_table, ring.size, head):
                 descs.append(d)
         except ChainError as e:
             self.error = e
@@ -178,7 +181,7 @@ class _Chain:
                 # Not a reason to stop: the buffers are still the driver's.
                 descs = []
                 try:
-                    for d in walk(mem, ring.desc_table, ring.size, ring.head,
+                    for d in walk(mem, ring.desc_table, ring.size, head,
                                   max_chain_bytes=U64 << 32, reject_indirect_next=False):
                         descs.append(d)
                 except ChainError:
