@@ -9,6 +9,9 @@ to `write_reports`:
     report.finish(rep, exit_code=1, stats={"cases": 120000, "seconds": 60.0})
     report.write_reports(rep, json_path=..., junit_path=..., markdown_path=...)
 
+Commands take the three flags with `add_report_options(parser)` and write
+with `write_for_args(rep, args)`.
+
 `finish` fills `families` (one verdict per oracle family: fail when a finding
 is at or above `fail_on`) unless the caller set them (check does, from its
 matrix: safety, fidelity and interop fail, the rest warn unless --strict). JUnit has one test
@@ -279,6 +282,17 @@ def _md(s: str) -> str:
 
 def _num(v) -> str:
     return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def add_report_options(p) -> None:
+    """--json, --junit, --markdown for a command that finds things."""
+    p.add_argument("--json", metavar="FILE", help="write the JSON report (vsock_fuzz/report-schema.json)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML for a CI test page")
+    p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (appended when FILE is $GITHUB_STEP_SUMMARY)")
+
+
+def write_for_args(rep: dict, args) -> list[str]:
+    return write_reports(rep, args.json, args.junit, args.markdown)
 
 
 def write_reports(rep: dict, json_path: str | None = None, junit_path: str | None = None,

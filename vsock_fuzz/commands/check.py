@@ -3,26 +3,19 @@ import shlex
 import sys
 import time
 
-from ..packet import PROFILES
+from . import add_target_options
 
 HELP = "run the deterministic conformance matrix (named layouts, expected answers, every oracle) against a target"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--target", required=True, metavar="SPEC",
-                   help="reference[:PROFILE], py:module:callable or cmd:COMMAND")
-    p.add_argument("--profile", choices=PROFILES, default="spec",
-                   help="model profile the differential oracle compares with (default: spec)")
-    p.add_argument("--strict", action="store_true",
-                   help="fail on every family, conformance, differential and determinism included")
+    add_target_options(p)
     p.add_argument("--row", metavar="REGEX", help="run only the rows whose name matches")
     p.add_argument("--list", action="store_true", help="list the rows with their expectation and rule, run nothing")
     p.add_argument("--quiet", "-q", action="store_true", help="show only rows that do not pass")
     p.add_argument("--out", metavar="DIR", help="keep each finding's case in DIR (.bin, .json, .finding.json)")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds per case for cmd: targets (default: 2)")
-    p.add_argument("--json", metavar="FILE", help="write the JSON report (report-schema.json)")
-    p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per row")
-    p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (appends to $GITHUB_STEP_SUMMARY)")
+    from ..report import add_report_options
+    add_report_options(p)  # JUnit: one test case per row
 
 
 def run(args) -> int:
@@ -48,7 +41,7 @@ def run(args) -> int:
     except TargetError as e:
         print(f"vsock-fuzz check: {e}", file=sys.stderr)
         report.finish(rep, exit_code=EXIT_ERROR, error=str(e))
-        report.write_reports(rep, args.json, args.junit, args.markdown)
+        report.write_for_args(rep, args)
         return EXIT_ERROR
     finally:
         if target is not None:
@@ -83,7 +76,7 @@ def run(args) -> int:
     code = EXIT_FINDINGS if failed else EXIT_CLEAN
     report.finish(rep, exit_code=code, stats={"rows": len(results), "cases": len(results), "seconds": round(seconds, 3),
                                                "findings": len(rep["findings"]), **counts})
-    report.write_reports(rep, args.json, args.junit, args.markdown)
+    report.write_for_args(rep, args)
     return code
 
 
