@@ -172,3 +172,18 @@ def test_python_target_version_reaches_the_report():
     parse_fn.version = "9.9"
     rep = report.new("replay", PythonTarget(parse_fn, "py:m:f"), spec="py:m:f")
     assert rep["target"] == {"spec": "py:m:f", "name": "py:m:f", "version": "9.9"}
+
+
+def test_replay_writes_reports(tmp_path):
+    paths = {k: tmp_path / f"r.{k}" for k in ("json", "xml", "md")}
+    assert main(["replay", "--target", "reference:rust-vmm", "-q", "corpus/tx", "--json", str(paths["json"]),
+                 "--junit", str(paths["xml"]), "--markdown", str(paths["md"])]) == 1
+    rep = json.loads(paths["json"].read_text())
+    assert schema_errors(rep) == [] and report.validate(rep) == []
+    assert rep["command"] == "replay" and rep["families"]["interop"]["verdict"] == "fail"
+    f = next(f for f in rep["findings"] if f["family"] == "interop")
+    assert f["reproducer"]["path"].startswith("corpus/tx/")
+    assert f["reproducer"]["command"].startswith("vsock-fuzz replay --target reference:rust-vmm corpus/tx/")
+    cases = assert_junit_shape(ET.parse(paths["xml"]).getroot())
+    assert any(c.get("name") == "interop.linux-rejected" and c.find("failure") is not None for c in cases)
+    assert "## vsock-fuzz replay: ❌ fail" in paths["md"].read_text()

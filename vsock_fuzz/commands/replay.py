@@ -13,6 +13,7 @@ replay with status 2.
 from __future__ import annotations
 
 import sys
+import time
 
 from ..cli import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 from . import add_target_options
@@ -27,20 +28,34 @@ def add_arguments(p) -> None:
                    help="lowest severity that makes the exit status 1 (default: error)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only files that are not ok, and the summary")
     p.add_argument("-v", "--verbose", action="store_true", help="print each finding's message under its file")
+    from ..report import add_report_options
+    add_report_options(p)  # JUnit: one test case per oracle
 
 
 def run(args) -> int:
+    from .. import report
     from ..corpus import CorpusError, iter_cases
     from ..oracles import SEVERITY_ORDER, evaluate
     from ..targets import TargetError, open_target
 
+    rep = report.new("replay", None, spec=args.target, profile=args.profile, strict=args.strict,
+                     fail_on=args.fail_on, argv=sys.argv[1:])
+    t0 = time.monotonic()
+
+    def done(code: int, error: str | None = None) -> int:
+        stats = {"files": ok + with_findings + unreadable, "ok": ok, "with_findings": with_findings,
+                 "unreadable": unreadable, "seconds": round(time.monotonic() - t0, 3)}
+        report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=error), args)
+        return code
+
+    ok = unreadable = with_findings = failing = 0
     try:
         target = open_target(args.target, timeout=args.timeout)
     except TargetError as e:
         print(f"vsock-fuzz replay: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return done(EXIT_ERROR, str(e))
+    rep["target"].update(name=str(target.name), version=str(target.version or ""))
     threshold = SEVERITY_ORDER[args.fail_on]
-    ok = unreadable = with_findings = failing = 0
     by_severity: dict[str, int] = {}
     try:
         for item in iter_cases(args.paths):
@@ -58,6 +73,7 @@ def run(args) -> int:
             findings.sort(key=lambda f: -SEVERITY_ORDER[f.severity])
             for f in findings:
                 by_severity[f.severity] = by_severity.get(f.severity, 0) + 1
+                rep["findings"].append(report.finding_entry(f, path=item.path))
             if any(SEVERITY_ORDER[f.severity] >= threshold for f in findings):
                 failing += 1
             names = ", ".join(f"{f.oracle} ({f.severity})" for f in findings)
@@ -67,7 +83,7 @@ def run(args) -> int:
                     print(f"    {f.oracle}: {f.message}")
     except TargetError as e:
         print(f"vsock-fuzz replay: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return done(EXIT_ERROR, str(e))
     finally:
         target.close()
     total = ok + with_findings + unreadable
@@ -75,5 +91,5 @@ def run(args) -> int:
     print(f"replayed {total} file(s) against {target.name}: {ok} ok, {with_findings} with findings"
           f"{f' ({sev})' if sev else ''}, {unreadable} unreadable")
     if unreadable:
-        return EXIT_ERROR
-    return EXIT_FINDINGS if failing else EXIT_CLEAN
+        return done(EXIT_ERROR, f"{unreadable} file(s) could not be read")
+    return done(EXIT_FINDINGS if failing else EXIT_CLEAN)
