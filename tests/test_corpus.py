@@ -145,6 +145,22 @@ def test_bad_files_stand_in_place_and_the_rest_still_reads(tmp_path):
     assert items[2].case == RX and "no such file or directory" in str(items[3])
 
 
+def test_unlistable_directory_is_named_and_the_rest_still_reads(tmp_path, monkeypatch):
+    (tmp_path / "locked").mkdir()
+    put(tmp_path / "locked" / "x", encode(TX))
+    put(tmp_path / "z", encode(RX))
+    real = os.listdir
+
+    def listdir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(os, "listdir", listdir)
+    items = list(iter_cases([str(tmp_path)]))
+    assert str(items[0]) == f"{tmp_path / 'locked'}: cannot list directory: Permission denied"
+    assert items[1].case == RX
+
+
 def test_file_vanishing_mid_replay(tmp_path):
     for n in "123":
         put(tmp_path / n, encode(TX))

@@ -124,3 +124,18 @@ def test_unusable_target_exits_2(capsys):
     assert rc == 2 and "unknown target" in out.err
     rc, out = run(capsys, FINDINGS[0], "--target", "cmd:/nonexistent/vsock-target")
     assert rc == 2 and "cannot start" in out.err
+
+
+def test_interrupt_prints_the_summary_of_what_ran(capsys, monkeypatch):
+    import vsock_fuzz.oracles as oracles
+    real, calls = oracles.evaluate, []
+
+    def evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(oracles, "evaluate", evaluate)
+    rc, out = run(capsys, REGRESSIONS, "--target", "reference")
+    assert rc == 130
+    assert out.out.splitlines()[-1].endswith("2 ok, 0 with findings, 0 unreadable (interrupted)")

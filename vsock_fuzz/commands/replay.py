@@ -7,7 +7,8 @@ replay: the rest of the corpus still runs, and the exit status is 2 because
 the corpus was not replayed in full, even when findings were reported too
 (they are printed; the summary line counts both). Otherwise 1 when a finding
 is at or above --fail-on, else 0. A target that cannot be used ends the
-replay with status 2.
+replay with status 2. An interrupt (Ctrl-C) prints the summary of what ran
+and exits 130.
 """
 
 from __future__ import annotations
@@ -84,12 +85,18 @@ def run(args) -> int:
     except TargetError as e:
         print(f"vsock-fuzz replay: {e}", file=sys.stderr)
         return done(EXIT_ERROR, str(e))
+    except KeyboardInterrupt:
+        interrupted = True
+    else:
+        interrupted = False
     finally:
         target.close()
     total = ok + with_findings + unreadable
     sev = ", ".join(f"{s} {by_severity[s]}" for s in ("critical", "error", "warning") if s in by_severity)
     print(f"replayed {total} file(s) against {target.name}: {ok} ok, {with_findings} with findings"
-          f"{f' ({sev})' if sev else ''}, {unreadable} unreadable")
+          f"{f' ({sev})' if sev else ''}, {unreadable} unreadable{' (interrupted)' if interrupted else ''}")
+    if interrupted:
+        return done(130, "interrupted")
     if unreadable:
         return done(EXIT_ERROR, f"{unreadable} file(s) could not be read")
     return done(EXIT_FINDINGS if failing else EXIT_CLEAN)
