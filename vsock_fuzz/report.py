@@ -74,25 +74,24 @@ def new(command: str, target=None, *, spec: str = "", profile: str = "spec", str
 def finding_entry(finding, *, path: str | None = None, command: str | None = None,
                   row: str | None = None, count: int | None = None) -> dict:
     """A `Finding` as the report lists it; `path` is the kept binary case, if any."""
-    out = {
-        "oracle": finding.oracle, "family": finding.family, "severity": finding.severity,
-        "rule": finding.rule, "message": finding.message, "key": finding.key(),
-        "reproducer": {"path": path, "command": command or _replay_command(finding, path)},
-        "case": finding.case.to_request(), "binary": finding.case.to_binary().hex(),
-        "answer": finding.answer.to_json(),
-    }
+    return entry_from_json(finding.to_json(), path=path, command=command, row=row, count=count)
+
+
+def entry_from_json(obj: dict, *, path: str | None = None, command: str | None = None,
+                    row: str | None = None, count: int | None = None) -> dict:
+    """A finding as `Finding.to_json()` wrote it (e.g. a `.finding.json` file) as the report lists it."""
+    cmd = command or obj.get("reproduce") or ""
+    if path and not command:  # the finding's own command names the file by its stem; name it where it is
+        cmd = cmd.rsplit(" ", 1)[0] + " " + shlex.quote(path)
+    out = {key: obj[key] for key in ("oracle", "family", "severity", "rule", "message")}
+    out["key"] = obj.get("key", obj["oracle"])
+    out["reproducer"] = {"path": path, "command": cmd}
+    out.update({key: obj[key] for key in ("case", "binary", "answer") if key in obj})
     if row is not None:
         out["row"] = row
     if count is not None:
         out["count"] = count
     return out
-
-
-def _replay_command(finding, path: str | None) -> str:
-    cmd = finding.reproduce()
-    if path:  # the finding's own command names the file by its stem; name it where it is
-        cmd = cmd.rsplit(" ", 1)[0] + " " + shlex.quote(path)
-    return cmd
 
 
 def fails(rep: dict, finding: dict) -> bool:
@@ -303,6 +302,9 @@ def write_reports(rep: dict, json_path: str | None = None, junit_path: str | Non
     $GITHUB_STEP_SUMMARY): the summary is then appended, not swapped in.
     """
     written = []
+    for path in (json_path, junit_path, markdown_path):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
     for path, text in ((json_path, to_json), (junit_path, to_junit)):
         if path:
             atomic_write(path, text(rep).encode())
