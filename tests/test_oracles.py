@@ -1,0 +1,335 @@
+"""Every oracle fires on an answer that breaks its rule and holds on one that keeps it.
+
+The breaking answers are what a buggy device would say about a real case;
+the keeping ones are the model's (spec) answer, or a device's that differs
+from the model only where the rule allows.
+"""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from vsock_fuzz.answer import Answer
+from vsock_fuzz.case import Region
+from vsock_fuzz.chain import F_NEXT, F_WRITE
+from vsock_fuzz.corpus import case_from_json
+from vsock_fuzz.header import HEADER_SIZE, Header
+from vsock_fuzz.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
+from vsock_fuzz.oracles import ORACLES, SEVERITY_ORDER, Finding, check, coalesce, evaluate, normalise, worst
+from vsock_fuzz.packet import parse
+from vsock_fuzz.memory import GuestMemory
+from vsock_fuzz.targets import ModelTarget, PythonTarget
+
+R0 = Region(0, 1 << 20)
+R1 = Region(1 << 20, 0x10000)  # adjacent to R0: a separate host mapping
+
+
+def fired(case, answer, **kw):
+    return {f.oracle for f in check(case, answer, **kw)}
+
+
+def tx(payload=10, version="5.x", **kw):
+    return assemble(linux_tx(version, payload, **kw))
+
+
+def model(case, profile="spec"):
+    return parse(case, profile)
+
+
+def with_(answer, **kw):
+    return replace(answer, **kw)
+
+
+# --- one case and one answer per oracle: (case, breaking answer, keeping answer) -----------
+
+def _slice_in_region():
+    # The header descriptor straddles R0's end into R1: the spec answer cuts it in two.
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE, addr=R0.end - 16), Buf(10)), header=Header(len=10), regions=(R0, R1)))
+    good = model(case)
+    assert good.ok and len(good.header_slices) == 2
+    return case, with_(good, header_slices=((R0.end - 16, HEADER_SIZE),)), good
+
+
+def _direction():
+    # rx: the data buffer is device-readable; the model rejects, a sloppy device writes into it.
+    case = assemble(Layout("rx", (Buf(HEADER_SIZE, F_WRITE), Buf(4096))))
+    bad = Answer(True, None, ((0x2000, HEADER_SIZE),), ((0x2030, 4096),))
+    return case, bad, model(assemble(linux_rx("5.x")))
+
+
+def _direction_keep():
+    case = assemble(linux_rx("5.x"))
+    return case, model(case)
+
+
+def _max_data_size():
+    case = assemble(replace(linux_tx("5.x", 100), max_data_size=64))
+    assert not model(case).ok
+    return case, model(case._replace(max_data_size=1 << 16)), None
+
+
+def _stream_order():
+    # Two data descriptors reported in the wrong order.
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(8), Buf(8)), header=Header(len=16)))
+    good = model(case)
+    return case, with_(good, data_slices=tuple(reversed(good.data_slices))), good
+
+
+def _stream_gap():
+    # Payload right after the header in the head, and a second descriptor: rust-vmm reads the second.
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE + 8), Buf(8)), header=Header(len=8)))
+    return case, model(case, "rust-vmm"), model(case)
+
+
+def _slice_overlap():
+    case = tx(10)
+    good = model(case)
+    (ha, _), = good.header_slices
+    return case, with_(good, data_slices=((ha + 40, 10),)), good
+
+
+def _malformed():
+    # The data descriptor loops back to the head: rust-vmm never looks past the data.
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_NEXT, next=0)), header=Header(len=10)))
+    return case, model(case, "rust-vmm"), model(case)
+
+
+def _valid_rejected():
+    case = assemble(Layout("tx", (Buf(20), Buf(24), Buf(10)), header=Header(len=10)))  # header split 20 + 24
+    return case, model(case, "rust-vmm"), model(case)
+
+
+def _linux_rejected():
+    case = tx(100, "6.2")
+    return case, Answer.reject("DescriptorChainTooShort", "chain", "two descriptors expected"), model(case)
+
+
+def _linux_slices():
+    case = assemble(linux_rx("6.2"))
+    good = model(case)
+    (a, n), = good.data_slices
+    return case, with_(good, data_slices=((a, n - 100),)), good
+
+
+def _header_bytes():
+    case = tx(10)
+    good = model(case)
+    return case, with_(good, header=good.header._replace(op=good.header.type, type=good.header.op)), good
+
+
+CASES = {
+    "safety.crash": lambda: (tx(), Answer.fault("crash", "stopped: killed by SIGSEGV"), model(tx())),
+    "safety.hang": lambda: (tx(), Answer.fault("hang", "no answer within 2s"), model(tx())),
+    "safety.slice-in-memory": lambda: (tx(), with_(model(tx()), data_slices=((0x200000, 10),)), model(tx())),
+    "safety.slice-in-region": _slice_in_region,
+    "safety.slice-in-chain": lambda: (tx(), with_(model(tx()), data_slices=((0x9000, 10),)), model(tx())),
+    "safety.direction": lambda: _direction()[:2] + (None,),
+    "fidelity.header-size": lambda: (tx(), with_(model(tx()), header_slices=((0x2000, 40),)), model(tx())),
+    "fidelity.header-bytes": _header_bytes,
+    "fidelity.data-len": lambda: (tx(), with_(model(tx()), data_slices=((0x2030, 9),)), model(tx())),
+    "fidelity.max-data-size": _max_data_size,
+    "fidelity.slice-overlap": _slice_overlap,
+    "fidelity.stream-order": _stream_order,
+    "conformance.stream-gap": _stream_gap,
+    "interop.linux-rejected": _linux_rejected,
+    "interop.linux-slices": _linux_slices,
+    "conformance.valid-rejected": _valid_rejected,
+    "conformance.malformed-accepted": _malformed,
+}
+
+
+def test_every_oracle_has_a_firing_case():
+    assert set(CASES) | {"differential.model", "determinism.repeat"} == set(ORACLES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_oracle_fires(name):
+    case, bad, _ = CASES[name]()
+    findings = [f for f in check(case, bad) if f.oracle == name]
+    assert findings, f"{name} did not fire on {bad}"
+    f = findings[0]
+    assert f.severity == ORACLES[name].severity and f.family == name.split(".")[0]
+    assert f.rule and f.message and f.case is case and f.answer is bad
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_oracle_holds(name):
+    case, _, good = CASES[name]()
+    if good is None:  # the keeping answer belongs to a sibling case
+        case, good = _direction_keep() if name == "safety.direction" else (case, model(case))
+    assert name not in fired(case, good)
+
+
+def test_direction_fires_on_tx_reading_writable_buffers():
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_WRITE)), header=Header(len=10)))
+    assert not model(case).ok
+    bad = Answer(True, Header(len=10), ((0x2000, HEADER_SIZE),), ((0x2030, 10),))
+    assert "safety.direction" in fired(case, bad)
+
+
+def test_region_end_exactly_holds_and_one_past_fires():
+    """CVE-2019-18960: a buffer ending exactly at the region end is fine; one byte more is not."""
+    regions = (Region(0, 0x10000),)
+    at_end = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, addr=0x10000 - 10)), header=Header(len=10), regions=regions))
+    good = model(at_end)
+    assert good.ok and not check(at_end, good)
+    past = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, addr=0x10000 - 9)), header=Header(len=10), regions=regions))
+    bad = with_(good, data_slices=((0x10000 - 9, 10),))
+    f = next(f for f in check(past, bad) if f.oracle == "safety.slice-in-region")
+    assert "runs 1 bytes past the end of region [0x0, 0x10000)" in f.message and "CVE-2019-18960" in f.message
+
+
+def test_slice_in_chain_lenient_walk_uses_descriptors_before_the_error():
+    """A target that accepts a chain with a bad `next` after its data keeps inside the chain;
+    one that follows `next` past the queue reads a buffer the chain never gave."""
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_NEXT, next=300)), header=Header(len=10)))
+    lazy = model(case, "rust-vmm")
+    assert lazy.ok
+    names = fired(case, lazy)
+    assert "conformance.malformed-accepted" in names
+    assert not {n for n in names if n.startswith("safety.")}
+    assert "safety.slice-in-chain" in fired(case, with_(lazy, data_slices=((0x80000, 10),)))
+
+
+# --- differential ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["accepts-rejected", "rejects-accepted", "different-slices", "different-header"])
+def test_differential_fires_and_classifies(kind):
+    case = tx(10)
+    good = model(case)
+    bad_case = assemble(replace(linux_tx("5.x", 100), max_data_size=64))
+    if kind == "accepts-rejected":
+        case, target, ref = bad_case, model(bad_case._replace(max_data_size=1 << 16)), model(bad_case)
+    elif kind == "rejects-accepted":
+        target, ref = Answer.reject("Nope", "chain"), good
+    elif kind == "different-slices":
+        target, ref = with_(good, data_slices=((0x2031, 10),)), good
+    else:
+        target, ref = with_(good, header=good.header._replace(fwd_cnt=7)), good
+    fs = [f for f in check(case, target, model=ref) if f.oracle == "differential.model"]
+    assert [f.signature.split()[0] for f in fs] == [kind]
+    assert fs[0].severity == "warning"
+    strict = [f for f in check(case, target, model=ref, strict=True) if f.oracle == "differential.model"]
+    assert strict[0].severity == "error"
+
+
+def test_differential_holds_on_merged_pieces_within_one_region():
+    """A target that joins contiguous pieces of one region agrees with the model."""
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(4, addr=0x3000), Buf(6, addr=0x3004)), header=Header(len=10)))
+    ref = model(case)
+    assert len(ref.data_slices) == 2
+    merged = with_(ref, data_slices=((0x3000, 10),))
+    assert not check(case, merged, model=ref)
+
+
+def test_differential_holds_when_both_agree():
+    case = tx(10)
+    assert not check(case, model(case), model=model(case))
+
+
+def test_normalise_cuts_at_region_boundaries():
+    mem = GuestMemory((R0, R1))
+    assert normalise(mem, [(R0.end - 4, 4), (R0.end, 4), (R0.end + 4, 0)]) == ((R0.end - 4, 4), (R0.end, 4))
+    assert coalesce([(R0.end - 4, 4), (R0.end, 4)]) == [(R0.end - 4, 8)]
+
+
+# --- determinism ---------------------------------------------------------------------
+
+def test_determinism_fires_on_a_different_second_answer():
+    case = tx(10)
+    good = model(case)
+    fs = check(case, good, repeat=Answer.reject("Busy", "queue"))
+    assert [f.oracle for f in fs] == ["determinism.repeat"]
+    assert "first accepted, then rejected with Busy" in fs[0].message
+
+
+def test_determinism_holds_on_the_same_answer():
+    case = tx(10)
+    assert not check(case, model(case), repeat=model(case))
+
+
+def test_a_crash_on_the_repeat_is_a_crash():
+    case = tx(10)
+    names = fired(case, model(case), repeat=Answer.fault("crash", "exited with status 101"))
+    assert names == {"safety.crash", "determinism.repeat"}
+
+
+# --- the model is clean on the Linux layouts; findings are values ---------------------------
+
+@pytest.mark.parametrize("version", LINUX_VERSIONS)
+@pytest.mark.parametrize("indirect", [False, True])
+def test_model_clean_on_linux_layouts(version, indirect):
+    target = ModelTarget("spec")
+    for lay in [linux_tx(version, n, indirect=indirect) for n in (0, 1, 4096, 33 * 1024, 65536)] + [linux_rx(version, indirect=indirect)]:
+        answer, findings = evaluate(target, assemble(lay))
+        assert answer.ok and findings == []
+
+
+def test_rust_vmm_shows_only_the_multi_fragment_gap_on_linux_layouts():
+    target = ModelTarget("rust-vmm")
+    seen = set()
+    for version in LINUX_VERSIONS:
+        for indirect in (False, True):
+            for n in (0, 100, 33 * 1024):
+                _, fs = evaluate(target, assemble(linux_tx(version, n, indirect=indirect)))
+                seen |= {(f.oracle, "6.17" in f.message) for f in fs}
+            _, fs = evaluate(target, assemble(linux_rx(version, indirect=indirect)))
+            assert not fs
+    assert seen == {("interop.linux-rejected", True), ("differential.model", False)}
+
+
+def test_finding_to_json_round_trips_through_the_corpus_reader():
+    case, bad, _ = _slice_in_region()
+    f = replace(check(case, bad)[0], target="py:vsock_fuzz.zoo.region_end:parse")
+    obj = json.loads(json.dumps(f.to_json()))
+    assert obj["oracle"] == "safety.slice-in-region" and obj["severity"] == "critical"
+    assert case_from_json(obj).case == case
+    assert bytes.fromhex(obj["binary"]) == case.to_binary()
+    assert obj["reproduce"].startswith("vsock-fuzz replay --target py:vsock_fuzz.zoo.region_end:parse ")
+    assert obj["reproduce"].endswith(f"{f.file_stem()}.bin") and f.file_stem().startswith("safety.slice-in-region-")
+    assert f.key() == "safety.slice-in-region:header_slices"
+
+
+def test_keys_group_the_same_bug_and_split_different_ones():
+    case, bad, _ = _slice_in_region()
+    other = assemble(Layout("tx", (Buf(HEADER_SIZE, addr=R0.end - 20), Buf(10)), header=Header(len=10), regions=(R0, R1)))
+    bad2 = with_(model(other), header_slices=((R0.end - 20, HEADER_SIZE),))
+    assert check(case, bad)[0].key() == check(other, bad2)[0].key()
+    data_bad = with_(model(case), data_slices=((0x200000, 10),))
+    assert check(case, data_bad)[0].key() != check(case, bad)[0].key()
+
+
+def test_worst_and_severity_order():
+    assert SEVERITY_ORDER == {"warning": 0, "error": 1, "critical": 2}
+    case, bad, _ = _slice_in_region()
+    assert worst(check(case, bad)) == "critical"
+    assert worst([]) is None
+
+
+def test_evaluate_runs_twice_and_names_the_target():
+    calls = []
+
+    def flaky(case):
+        calls.append(case)
+        return parse(case) if len(calls) % 2 else Answer.reject("Busy", "queue")
+
+    answer, fs = evaluate(PythonTarget(flaky, "py:tests:flaky"), tx(10))
+    assert len(calls) == 2 and answer.ok
+    assert {f.oracle for f in fs} == {"determinism.repeat"}
+    assert fs[0].target == "py:tests:flaky"
+    _, fs = evaluate(PythonTarget(flaky, "py:tests:flaky"), tx(10), determinism=False)
+    assert fs == []
+
+
+def test_check_is_deterministic():
+    case, bad, _ = _slice_in_region()
+    assert check(case, bad) == check(case, bad)
+
+
+def test_every_finding_message_names_no_internal_names():
+    """Messages speak spec and memory, not our code: no Python reprs of our types."""
+    for name, make in CASES.items():
+        case, bad, _ = make()
+        for f in check(case, bad):
+            assert "Descriptor(" not in f.message and "_Context" not in f.message, f.message
