@@ -1,0 +1,89 @@
+"""Each zoo bug is caught by the Hypothesis suite through the right oracle, in-process and
+as a protocol v1 program.
+
+The search draws from every adversarial family at once (`strategies.cases()`),
+as a campaign would, derandomized so the figures printed (examples and seconds
+to detection, `pytest -s`) are the same on every run.
+"""
+
+import importlib
+import shlex
+import sys
+import time
+
+import pytest
+from hypothesis import Phase, given, settings
+
+from vsock_fuzz.oracles import evaluate
+from vsock_fuzz.strategies import cases
+from vsock_fuzz.targets import open_target
+from vsock_fuzz.zoo import BUG, ORACLE, ZOO
+
+LIMIT = 3000  # examples; every zoo bug is found well before (see the printed figures)
+FOUND: dict[str, object] = {}
+
+
+class Caught(Exception):
+    def __init__(self, finding):
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+def hunt(spec: str, oracle: str):
+    """Draw cases until `oracle` fires on the target: (finding, examples, seconds), or None."""
+    target = open_target(spec, timeout=1.0)
+    count = 0
+
+    @settings(max_examples=LIMIT, database=None, derandomize=True, phases=[Phase.generate])
+    @given(cases())
+    def probe(case):
+        nonlocal count
+        count += 1
+        _, findings = evaluate(target, case)
+        for f in findings:
+            if f.oracle == oracle:
+                raise Caught(f)
+
+    start = time.perf_counter()
+    try:
+        probe()
+    except Caught as c:
+        return c.finding, count, time.perf_counter() - start
+    finally:
+        target.close()
+    return None
+
+
+def test_zoo_lists_each_module_once_with_its_oracle():
+    names = [name for name, _, _ in ZOO]
+    assert len(names) == len(set(names)) and set(names) == set(ORACLE) == set(BUG)
+    for name, module, family in ZOO:
+        mod = importlib.import_module(module)
+        assert callable(mod.parse)
+        assert ORACLE[name].split(".")[0] == family
+
+
+@pytest.mark.parametrize("name,module,family", ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_bug_is_caught_in_process(name, module, family):
+    hit = hunt(f"py:{module}:parse", ORACLE[name])
+    assert hit is not None, f"{name}: {ORACLE[name]} never fired in {LIMIT} examples"
+    finding, examples, seconds = hit
+    assert finding.family == family
+    FOUND[name] = finding
+    print(f"\nzoo {name}: {ORACLE[name]} after {examples} examples, {seconds:.2f}s ({BUG[name]})")
+
+
+@pytest.mark.parametrize("name,module,family", ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_program_shows_the_same_bug(name, module, family):
+    """The case found in-process makes the program (cmd:) break the same rule:
+    for loop_hang that is a real hang, caught by the client's timeout."""
+    finding = FOUND.get(name) or (hunt(f"py:{module}:parse", ORACLE[name]) or (None,))[0]
+    assert finding is not None
+    target = open_target(f"cmd:{shlex.join([sys.executable, '-m', module])}", timeout=1.0)
+    try:
+        answer, findings = evaluate(target, finding.case)
+    finally:
+        target.close()
+    assert ORACLE[name] in {f.oracle for f in findings}, (answer, [f.message for f in findings])
+    if name == "loop_hang":
+        assert answer.error_class == "hang" and "no answer" in answer.detail
