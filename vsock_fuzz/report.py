@@ -71,6 +71,23 @@ def new(command: str, target=None, *, spec: str = "", profile: str = "spec", str
     return rep
 
 
+def describe_target(rep: dict, spec: str, timeout: float = 2.0) -> None:
+    """Fill the report's target name and version from the target's hello (when it can be opened)."""
+    from .targets import TargetError, open_target
+    try:
+        target = open_target(spec, timeout=timeout)
+    except TargetError:
+        return
+    try:
+        if hasattr(target, "start"):  # a cmd: target says hello when it starts
+            target.start()
+        rep["target"].update(name=str(target.name), version=str(target.version or ""))
+    except TargetError:
+        pass
+    finally:
+        target.close()
+
+
 def finding_entry(finding, *, path: str | None = None, command: str | None = None,
                   row: str | None = None, count: int | None = None) -> dict:
     """A `Finding` as the report lists it; `path` is the kept binary case, if any."""
@@ -247,7 +264,7 @@ def to_markdown(rep: dict, max_rows: int = 50) -> str:
     icon = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
     status = {"pass": "✅ pass", "fail": "❌ fail", "error": "💥 error"}[rep["status"]]
     lines = [f"## vsock-fuzz {rep['command']}: {status}", "",
-             f"Target `{t['spec'] or t['name']}` ({_md(t['name'])} {_md(t['version'])}), profile `{rep['profile']}`, "
+             f"Target `{t['spec'] or t['name']}` ({_md((t['name'] + ' ' + t['version']).strip())}), profile `{rep['profile']}`, "
              f"{rep['started']} to {rep['finished']}, vsock-fuzz {rep['tool']['version']}."]
     if rep.get("error"):
         lines += ["", f"**Error:** {_md(rep['error'])}"]

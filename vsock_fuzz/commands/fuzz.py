@@ -1,5 +1,7 @@
 """`vsock-fuzz fuzz`: a time-boxed, coverage-guided campaign against one target (see engine.py)."""
 
+import shlex
+
 HELP = "run a time-boxed coverage-guided fuzzing campaign against a target"
 
 
@@ -24,12 +26,45 @@ def add_arguments(p) -> None:
     p.add_argument("--dict", default=None, metavar="FILE", help="libFuzzer dictionary for the atheris engine")
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds a cmd: target may take per case before it has hung (default: 2)")
+    from ..report import add_report_options
+    add_report_options(p)  # JUnit: one test case per oracle
 
 
 def run(args) -> int:
-    from ..engine import Options, campaign
+    import sys
+    from .. import report
+    from ..engine import Campaign, Options
     max_time = args.max_time if args.max_time is not None else (None if args.runs else 60.0)
-    return campaign(Options(
+    rep = report.new("fuzz", None, spec=args.target, profile=args.profile, strict=args.strict,
+                     fail_on=args.fail_on, argv=sys.argv[1:])
+    camp = Campaign(Options(
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
         corpus=args.corpus, timeout=args.timeout, dict=args.dict))
+    code = camp.run()
+    if args.json or args.junit or args.markdown:
+        _report(rep, camp, code, args)
+    return code
+
+
+def _report(rep: dict, camp, code: int, args) -> None:
+    """The campaign's distinct findings (their .finding.json files) as a report."""
+    import json
+    from .. import report
+    report.describe_target(rep, args.target, args.timeout)
+    for d in sorted(camp.findings.values(), key=lambda d: (-camp.rank(d), d.first)):
+        stem = d.minimized or d.stem
+        try:
+            with open(stem + ".finding.json") as f:
+                obj = json.load(f)
+        except (OSError, ValueError):
+            obj = {"oracle": d.oracle, "family": d.oracle.split(".", 1)[0], "severity": d.severity,
+                   "rule": d.rule, "message": d.message, "key": d.key}
+        rep["findings"].append(report.entry_from_json(
+            obj, path=stem + ".bin", count=max(d.hits, 1),
+            command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}"))
+    n, t = camp.total_execs(), camp.elapsed
+    stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
+             "coverage": max((w.cov for w in camp.workers), default=0),
+             "corpus": max((w.corp for w in camp.workers), default=0), "distinct_findings": len(camp.findings)}
+    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.fatal), args)
