@@ -12,6 +12,7 @@ from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
 from vsock_fuzz.minimize import fires, shrink
 from vsock_fuzz.oracles import evaluate
 from vsock_fuzz.packet import parse
+from vsock_fuzz.show import render
 from vsock_fuzz.targets import open_target
 
 BIG = assemble(linux_tx("6.17", 40000, header=Header(src_port=77, dst_port=99, fwd_cnt=12345)))
@@ -26,8 +27,16 @@ def test_shrinks_while_the_predicate_holds():
     assert profiles_disagree(BIG)
     small = shrink(BIG, profiles_disagree)
     assert profiles_disagree(small)
-    assert len(encode(small)) < len(encode(BIG)) // 2
-    assert len(small.writes) <= len(BIG.writes)
+    assert len(encode(small)) < len(encode(BIG))
+    assert small.regions[0].size < BIG.regions[0].size
+    # header fields no rule needs are zeroed; the descriptors' addresses are kept
+    assert b"\x39\x30" not in b"".join(w.data for w in small.writes)  # fwd_cnt 12345
+    assert "addr 0x0 " not in render(small)
+
+
+def test_ring_and_max_data_size_are_kept():
+    small = shrink(BIG, profiles_disagree)
+    assert small.ring == BIG.ring and small.max_data_size == BIG.max_data_size
 
 
 def test_every_candidate_is_a_valid_case_in_both_encodings():

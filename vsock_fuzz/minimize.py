@@ -12,8 +12,11 @@ until none makes progress or the call budget is spent:
   5. shrink descriptor lengths and clear descriptor flags, for the entries
      of the descriptor table and of any indirect table it names;
   6. zero runs of bytes inside writes;
-  7. delete runs of bytes of the binary form (accepted only when the decoded
-     case encodes shorter).
+  7. delete runs of bytes of the binary form after its ring fields
+     (accepted only when the decoded case encodes shorter).
+
+max_data_size and the ring's fields are never changed: a reproducer keeps
+the values its layout had, which reads better than the smallest that fails.
 
 Every candidate is a valid case (writes stay inside memory), so a target
 sees nothing a request could not hold. The budget bounds the predicate
@@ -26,7 +29,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .binary import decode, encode
+from .binary import decode, encode, varint
 from .case import Case, Write, avail_ring_writes, clip
 from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT
 
@@ -125,13 +128,17 @@ class _Shrinker:
                     self.test(patched(2, _read_desc(self.best, gpa)[2] & ~bit))
 
     def zero_bytes(self) -> None:
+        # Descriptor addresses are left alone: zeroed, they put buffers on top of
+        # the descriptor table, which shrinks nothing and misleads the reader.
+        keep = [(at, at + 8) for at in _descriptor_addresses(self.best)]
         for i in range(len(self.body())):
             chunk = max(len(self.body()[i].data) // 2, 1)
             while chunk >= 1:
                 for off in range(0, len(self.body()[i].data), chunk):
                     w = self.body()[i]
                     part = w.data[off:off + chunk]
-                    if part.count(0) == len(part):
+                    lo, hi = w.gpa + off, w.gpa + off + len(part)
+                    if part.count(0) == len(part) or any(s < hi and lo < e for s, e in keep):
                         continue
                     data = w.data[:off] + bytes(len(part)) + w.data[off + chunk:]
                     self.test(self.with_body(_replace_at(self.body(), i, Write(w.gpa, data))))
@@ -141,9 +148,13 @@ class _Shrinker:
         raw = encode(self.best)
         if len(raw) > MAX_BINARY:
             return
-        chunk = max(len(raw) // 2, 1)
+        # Keep the version and mode bytes, max_data_size and the ring: a reproducer
+        # reads better with the layout's own values (65536, a ring at its place).
+        c, r = self.best, self.best.ring
+        start = 2 + sum(len(varint(v)) for v in (c.max_data_size, r.size, r.desc_table, r.avail, r.used, r.head))
+        chunk = max((len(raw) - start) // 2, 1)
         while chunk >= 1:
-            i = 2  # keep the version and mode bytes
+            i = start
             while i < len(raw):
                 cand = decode(raw[:i] + raw[i + chunk:])
                 if len(encode(cand)) >= self.size:
