@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test fuzz bench clean venv c-target
+.PHONY: all test fuzz bench clean venv c-target bench-targets
 
 all: test
 
@@ -26,6 +26,10 @@ c-target: $(C_TARGET)
 
 $(C_TARGET): examples/c-target/vsock_target.c
 	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+# Throughput to the C target, serve and py: targets; RSS over a campaign.
+bench-targets: $(STAMP) $(C_TARGET)
+	$(BIN)/python benchmarks/bench_targets.py
 
 test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 	$(BIN)/python -m pytest -q

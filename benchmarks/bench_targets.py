@@ -1,0 +1,205 @@
+"""Throughput to each kind of target, the harness's share of a case, and RSS over a campaign.
+
+    python benchmarks/bench_targets.py [throughput] [share] [rss] [--seconds S] [--rss-seconds S]
+
+throughput  cases/s to the C target (v1, frames-v1), to `vsock-fuzz serve`
+            (v1, frames-v1), to a py: target and to the in-process model; one
+            case per call (`parse`) and pipelined (`parse_many`, 256 a call)
+share       per case: the harness's CPU time, the target's CPU time and the
+            wall time, plus the client codec alone (encode the request,
+            decode the answer) for each transport
+rss         a campaign (decode, run, oracles) against the model in-process and
+            against the C target over frames-v1, printing RSS every tenth of
+            the run: flat is good; `--rss-seconds 3600` for the hour-long run
+
+The C target is built with `make c-target` first. Figures are printed, never
+asserted: compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vsock_fuzz.answer import Answer  # noqa: E402
+from vsock_fuzz.binary import decode  # noqa: E402
+from vsock_fuzz.frames import decode_answer, encode_answer, encode_request  # noqa: E402
+from vsock_fuzz.layout import LINUX_VERSIONS, assemble, linux_rx, linux_tx  # noqa: E402
+from vsock_fuzz.packet import parse  # noqa: E402
+from vsock_fuzz.targets import open_target  # noqa: E402
+
+C_TARGET = ROOT / "examples" / "c-target" / "vsock_target"
+SERVE = f"cmd:{sys.executable} -m vsock_fuzz serve"
+BATCH = 256
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cases(n: int = 2000, seed: int = 1) -> list:
+    """The mix a campaign sends: Linux layouts (accepted) and mutator-like random cases."""
+    rng = random.Random(seed)
+    linux = [assemble(linux_tx(v, p)) for v in LINUX_VERSIONS for p in (0, 64, 1500)]
+    linux += [assemble(linux_rx(v)) for v in LINUX_VERSIONS]
+    out = [linux[i % len(linux)] if i % 2 else decode(rng.randbytes(rng.randrange(2, 64))) for i in range(n)]
+    return out
+
+
+def targets():
+    """(label, spec, open_target keyword arguments)."""
+    out = []
+    if C_TARGET.exists():
+        out += [("C target, v1", f"cmd:{C_TARGET}", {"modes": ()}),
+                ("C target, frames-v1", f"cmd:{C_TARGET}", {})]
+    else:
+        print(f"(no {C_TARGET.relative_to(ROOT)}: run `make c-target` for the C figures)")
+    out += [("serve, v1", SERVE, {"modes": ()}), ("serve, frames-v1", SERVE, {}),
+            ("py:vsock_fuzz.packet:parse", "py:vsock_fuzz.packet:parse", {}),
+            ("reference (in-process)", "reference", {})]
+    return out
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def run(target, mix: list, seconds: float, batch: int) -> tuple[int, float, float, float]:
+    """(cases, wall s, harness CPU s, target CPU s) for about `seconds` of work."""
+    proc = getattr(target, "proc", None)
+    target_cpu0 = cpu_of(proc.pid) if proc else 0.0
+    n = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < seconds:
+        if batch > 1:
+            for i in range(0, len(mix), batch):
+                target.parse_many(mix[i:i + batch])
+        else:
+            for case in mix:
+                target.parse(case)
+        n += len(mix)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    proc = getattr(target, "proc", None)
+    target_cpu = cpu_of(proc.pid) - target_cpu0 if proc else 0.0
+    return n, wall, cpu, target_cpu
+
+
+def us(seconds: float, n: int) -> float:
+    return 1e6 * seconds / n
+
+
+def throughput(args) -> None:
+    mix = cases()
+    print(f"{'target':<30} {'call':<11} {'cases/s':>10} {'us/case':>8} {'harness CPU':>12} {'target CPU':>11}")
+    for label, spec, kw in targets():
+        target = open_target(spec, **kw)
+        target.parse(mix[0])  # started and warm
+        for batch, call in ((1, "parse"), (BATCH, "parse_many")):
+            n, wall, cpu, tcpu = run(target, mix, args.seconds, batch)
+            in_process = getattr(target, "proc", None) is None
+            print(f"{label:<30} {call:<11} {n / wall:>10,.0f} {us(wall, n):>8.2f} {us(cpu, n):>9.2f} us "
+                  f"{'(same)' if in_process else f'{us(tcpu, n):8.2f} us':>11}", flush=True)
+        target.close()
+    print("harness CPU: this process per case (encode, pipes, decode); target CPU: the target process per case")
+
+
+def share(args) -> None:
+    mix = cases()
+    lines = [json.dumps(parse(c).to_json(i), separators=(",", ":")).encode() for i, c in enumerate(mix)]
+    frames = [encode_answer(i, parse(c))[4:] for i, c in enumerate(mix)]
+
+    def v1_codec():
+        for i, case in enumerate(mix):
+            json.dumps(case.to_request(i), separators=(",", ":")).encode()
+            Answer.from_json(json.loads(lines[i]))
+
+    def frames_codec():
+        for i, case in enumerate(mix):
+            encode_request(i, case.to_binary())
+            decode_answer(frames[i])
+
+    def timed(fn) -> float:
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < args.seconds:
+            fn()
+            n += len(mix)
+        return us(time.perf_counter() - start, n)
+
+    v1_us, fr_us = timed(v1_codec), timed(frames_codec)
+    print(f"client codec alone, v1:        {v1_us:6.2f} us/case (to_request + json.dumps + json.loads + Answer.from_json)")
+    print(f"client codec alone, frames-v1: {fr_us:6.2f} us/case (to_binary + frame + decode_answer)")
+    if not C_TARGET.exists():
+        return
+    for label, kw in (("v1", {"modes": ()}), ("frames-v1", {})):
+        target = open_target(f"cmd:{C_TARGET}", **kw)
+        target.parse(mix[0])
+        for batch, call in ((1, "parse"), (BATCH, "parse_many")):
+            n, wall, cpu, tcpu = run(target, mix, args.seconds, batch)
+            w = us(wall, n)
+            print(f"C target {label:<9} {call:<10}: {w:6.2f} us/case wall = harness CPU {us(cpu, n):5.2f} "
+                  f"({100 * cpu / wall:3.0f}%) + target CPU {us(tcpu, n):5.2f} ({100 * tcpu / wall:3.0f}%) "
+                  f"+ waiting {max(w - us(cpu + tcpu, n), 0):5.2f}", flush=True)
+        target.close()
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss(args) -> None:
+    from vsock_fuzz.oracles import evaluate
+    specs = [("reference (in-process)", "reference", {})]
+    if C_TARGET.exists():
+        specs.append(("C target, frames-v1", f"cmd:{C_TARGET}", {}))
+    for label, spec, kw in specs:
+        target = open_target(spec, **kw)
+        rng = random.Random(2)
+        print(f"{label}: RSS over {args.rss_seconds:g}s of decode -> run -> oracles")
+        start = time.perf_counter()
+        n, findings, samples = 0, 0, []
+        next_sample = start
+        while True:
+            now = time.perf_counter()
+            if now >= next_sample:
+                proc = getattr(target, "proc", None)
+                child = f"  target {rss_kib(proc.pid):>7,} KiB" if proc else ""
+                samples.append(rss_kib())
+                print(f"  t={now - start:7.1f}s  cases {n:>10,}  findings {findings:>6,}  "
+                      f"harness {samples[-1]:>7,} KiB{child}", flush=True)
+                if now - start >= args.rss_seconds:
+                    break
+                next_sample += args.rss_seconds / 10
+            for _ in range(200):
+                _, found = evaluate(target, decode(rng.randbytes(rng.randrange(2, 80))), determinism=False)
+                findings += len(found)
+                n += 1
+        print(f"  harness RSS growth after the first tenth: {samples[-1] - samples[1]:+,} KiB")
+        target.close()
+
+
+SECTIONS = {"throughput": throughput, "share": share, "rss": rss}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
+    p.add_argument("--seconds", type=float, default=1.5, help="per figure (default 1.5)")
+    p.add_argument("--rss-seconds", type=float, default=30.0, help="per rss run (default 30)")
+    args = p.parse_args()
+    for name in args.sections or SECTIONS:
+        print(f"== {name}")
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
