@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 SEVERITIES = ("critical", "error", "warning")
 ENGINES = ("atheris", "hypothesis")
+SUMMARY_MAX = 10  # distinct findings listed per oracle
 QUEUE_BYTE_RX = 1  # binary.RX: bit 0 of byte 1 selects the rx queue
 
 
@@ -585,8 +586,9 @@ class Campaign:
                 d = self.findings[f["key"]] = Distinct(
                     f["key"], f["oracle"], f["severity"], f["rule"], f["message"], f["stem"],
                     time.monotonic() - self.start, w.engine, f["new"])
-                self.say(f"#{self.total_execs()}\tNEW finding: {d.oracle} ({d.severity}) after {d.first:.1f}s "
-                         f"[{w.engine}] -> {d.stem}.bin{'' if d.new else ' (already in the directory)'}")
+                if self.fails(d):  # the rest are counted in the status lines and listed at the end
+                    self.say(f"#{self.total_execs()}\tNEW finding: {d.oracle} ({d.severity}) after {d.first:.1f}s "
+                             f"[{w.engine}] -> {d.stem}.bin{'' if d.new else ' (already in the directory)'}")
 
     def on_libfuzzer(self, w: Worker, line: str) -> None:
         m = LIBFUZZER_STATUS.match(line)
@@ -680,12 +682,13 @@ class Campaign:
         total = o.minimize_time if o.minimize_time is not None else min(60.0, max(5.0, (o.max_time or 60) / 4))
         end = time.monotonic() + total
         try:
-            target = open_target(o.target, timeout=o.timeout)
+            # Every candidate of a crash finding crashes: no cap on restarts here (the budget bounds it).
+            target = open_target(o.target, timeout=o.timeout, max_restarts=0)
         except TargetError as e:
             self.say(f"WARNING: not minimizing: {e}")
             return
         try:
-            todo = sorted(self.findings.values(), key=lambda d: d.first)
+            todo = sorted(self.findings.values(), key=lambda d: (-self.rank(d), d.first))
             for i, d in enumerate(todo):
                 left = end - time.monotonic()
                 if left <= 0 or self.interrupted:
@@ -696,7 +699,14 @@ class Campaign:
                     self.say(f"WARNING: cannot minimize {d.stem}.bin: {e}")
                     continue
                 still = fires(target, d.oracle, profile=o.profile, strict=o.strict)
-                small = shrink(case, still, timeout=left / (len(todo) - i))
+
+                def fails(c, still=still) -> bool:
+                    try:
+                        return still(c)
+                    finally:
+                        if getattr(target, "failures", 0):
+                            target.failures = 0  # faults are expected here: no back-off between candidates
+                small = shrink(case, fails, timeout=left / (len(todo) - i))
                 if small == case:
                     continue
                 _, found = evaluate(target, small, profile=o.profile, strict=o.strict,
@@ -738,32 +748,48 @@ class Campaign:
         for d in self.findings.values():
             d.hits = max(hits.get(d.key, 1), 1)
             groups.setdefault(d.oracle, []).append(d)
-        from .oracles import SEVERITY_ORDER
-        for oracle, ds in sorted(groups.items(), key=lambda kv: (-SEVERITY_ORDER[kv[1][0].severity], kv[0])):
+        for oracle, ds in sorted(groups.items(), key=lambda kv: (-self.rank(kv[1][0]), kv[0])):
             self.say(f"\n{oracle} ({ds[0].severity}, {ds[0].rule}): {len(ds)} distinct, {sum(d.hits for d in ds)} hit(s)")
-            for d in ds:
+            shown = ds if self.fails(ds[0]) else ds[:2]  # below --fail-on: a sample, the rest is on disk
+            for d in shown[:SUMMARY_MAX]:
                 rep = d.minimized or d.stem
                 size = f" (minimized {d.sizes[0]} -> {d.sizes[1]} bytes)" if d.minimized else \
-                    " (not minimized: interrupted)" if self.interrupted else ""
-                self.say(f"  - {d.message[:300]}")
+                    " (not minimized: interrupted)" if self.interrupted else " (not minimized)"
+                self.say(f"  - {_one_line(d.message)}")
                 self.say(f"    first after {d.first:.1f}s [{d.engine}]; reproducer {rep}.bin{size}")
                 self.say(f"    reproduce: vsock-fuzz replay --target {_quote(o.target)} {rep}.bin")
+            if len(ds) > len(shown[:SUMMARY_MAX]):
+                self.say(f"  ... and {len(ds) - len(shown[:SUMMARY_MAX])} more in {o.out}/{oracle}-*.finding.json")
         for e in self.errors:
             self.say(f"\nharness error: {e}")
         if self.fatal:
             self.say(f"\nerror: {self.fatal}")
         self.say("")
 
-    def status(self) -> int:
+    @staticmethod
+    def rank(d: Distinct) -> int:
         from .oracles import SEVERITY_ORDER
+        return SEVERITY_ORDER[d.severity]
+
+    def fails(self, d: Distinct) -> bool:
+        """Whether `d` is at or above --fail-on."""
+        from .oracles import SEVERITY_ORDER
+        return self.rank(d) >= SEVERITY_ORDER[self.o.fail_on]
+
+    def status(self) -> int:
         if self.fatal:
             return 2
-        bar = SEVERITY_ORDER[self.o.fail_on]
-        if any(SEVERITY_ORDER[d.severity] >= bar for d in self.findings.values()):
+        if any(self.fails(d) for d in self.findings.values()):
             return 1
         if self.errors:
             return 2
         return 130 if self.interrupted else 0
+
+
+def _one_line(text: str, width: int = 300) -> str:
+    """A message on one line; a long one keeps its head and its tail (where a traceback ends)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width // 2] + " ... " + text[-(width // 2):]
 
 
 def _quote(s: str) -> str:
