@@ -3,14 +3,19 @@ print garbage, fork and flood; the harness reports the case in flight,
 restarts the target, goes on, and leaves no process behind."""
 
 import os
+import random
 import signal
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from vsock_fuzz.layout import assemble, linux_tx
+from vsock_fuzz.case import Region
+from vsock_fuzz.header import Header
+from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.packet import parse
 from vsock_fuzz.targets import STDERR_KEEP, CommandTarget, TargetError, open_target
 
 HOSTILE = Path(__file__).parent / "hostile" / "hostile.py"
@@ -229,3 +234,46 @@ def test_close_leaves_no_process_even_when_the_target_ignores_stdin_eof():
     os.kill(pid, signal.SIGSTOP)  # cannot even see its stdin close
     t.close()
     assert group_members(pid) == [] and our_children() == []
+
+
+def flaky_campaign(n: int, seed: int = 3):
+    """n cases, 1% of them crash the flaky target and 0.1% hang it (chosen by max_data_size)."""
+    rnd = random.Random(seed)
+    crash, hang = GOOD._replace(max_data_size=1000001), GOOD._replace(max_data_size=1000002)
+    return [crash if r < 0.01 else hang if r < 0.011 else GOOD for r in (rnd.random() for _ in range(n))]
+
+
+def test_campaign_against_a_flaky_target_reports_every_crash_and_hang():
+    cases = flaky_campaign(3000)
+    t = hostile("flaky", timeout=0.2)
+    answers = []
+    for i in range(0, len(cases), 100):  # as the fuzz loop does: batches, and single cases
+        answers += t.parse_many(cases[i:i + 50]) + [t.parse(c) for c in cases[i + 50:i + 100]]
+    expected = [{1000001: "crash", 1000002: "hang"}.get(c.max_data_size, "unknown") for c in cases]
+    assert [a.error_class for a in answers] == expected
+    assert expected.count("crash") >= 20 and expected.count("hang") >= 1
+    assert t.restarts == expected.count("crash") + expected.count("hang")
+    t.close()
+    assert our_children() == []
+
+
+def test_a_region_of_2_40_bytes_costs_no_memory():
+    big = assemble(Layout("tx", (Buf(44), Buf(40000)), regions=(Region(0, 1 << 40), Region(1 << 41, 1 << 40)),
+                          header=Header(len=40000)))
+    tracemalloc.start()
+    answer = parse(big)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert answer.ok and peak < 1 << 20, peak
+    # and through a target process: serve over frames-v1, whose RSS stays small
+    t = CommandTarget([sys.executable, "-m", "vsock_fuzz", "serve"], timeout=5.0)
+    assert t.parse_many([big] * 20) == [answer] * 20
+    assert rss_kib(t.proc.pid) < 200 << 10
+    t.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")

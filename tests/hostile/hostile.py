@@ -27,6 +27,8 @@ Behaviours (on the trigger case unless said otherwise):
   eat-memory          allocates 384 MiB (meant to hit rlimit_as)
   burn-cpu            spins forever (meant to hit rlimit_cpu)
   always-exit         exits with status 9 on every case
+  flaky               exits with status 11 on max_data_size FLAKY_CRASH,
+                      hangs on FLAKY_HANG, answers every other case
 """
 
 import ctypes
@@ -36,6 +38,8 @@ import sys
 import time
 
 TRIGGER = 666
+FLAKY_CRASH = 1000001
+FLAKY_HANG = 1000002
 
 
 def answer(out: dict) -> None:
@@ -123,6 +127,11 @@ def main() -> None:
             sys.stderr.flush()
         if mode == "always-exit":
             os._exit(9)
+        if mode == "flaky" and req.get("max_data_size") == FLAKY_CRASH:
+            os._exit(11)
+        if mode == "flaky" and req.get("max_data_size") == FLAKY_HANG:
+            while True:
+                time.sleep(1)
         if req.get("max_data_size") == TRIGGER:
             misbehave(mode, arg, req)
             continue
