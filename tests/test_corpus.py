@@ -161,6 +161,15 @@ def test_unlistable_directory_is_named_and_the_rest_still_reads(tmp_path, monkey
     assert items[1].case == RX
 
 
+def test_symlink_loop_is_named_not_followed(tmp_path):
+    (tmp_path / "d").mkdir()
+    put(tmp_path / "d" / "x", encode(TX))
+    os.symlink("..", tmp_path / "d" / "up")
+    items = list(iter_cases([str(tmp_path)]))
+    assert [type(i).__name__ for i in items] == ["CorpusError", "Entry"]  # d/up, then d/x
+    assert str(items[0]) == f"{tmp_path / 'd' / 'up'}: directory already being read (symlink loop), skipped"
+
+
 def test_file_vanishing_mid_replay(tmp_path):
     for n in "123":
         put(tmp_path / n, encode(TX))

@@ -166,7 +166,12 @@ def list_files(paths: Iterable[str]) -> Iterator[str | CorpusError]:
             yield CorpusError(path, "no such file or directory")
 
 
-def _walk_dir(top: str) -> Iterator[str | CorpusError]:
+def _walk_dir(top: str, seen: frozenset = frozenset()) -> Iterator[str | CorpusError]:
+    real = os.path.realpath(top)
+    if real in seen:  # a symlink back up the tree
+        yield CorpusError(top, "directory already being read (symlink loop), skipped")
+        return
+    seen = seen | {real}
     try:
         names = sorted(os.listdir(top))
     except OSError as e:
@@ -177,7 +182,7 @@ def _walk_dir(top: str) -> Iterator[str | CorpusError]:
             continue
         path = os.path.join(top, name)
         if os.path.isdir(path):
-            yield from _walk_dir(path)
+            yield from _walk_dir(path, seen)
         else:
             yield path
 
