@@ -11,6 +11,9 @@ share       per case: the harness's CPU time, the target's CPU time and the
 rss         a campaign (decode, run, oracles) against the model in-process and
             against the C target over frames-v1, printing RSS every tenth of
             the run: flat is good; `--rss-seconds 3600` for the hour-long run
+campaign    a flaky target (tests/hostile/hostile.py flaky) crashing on 1% of
+            the cases and hanging on 0.1%, for --campaign-seconds (600 for the
+            10-minute run): every fault must be reported and the run go on
 
 The C target is built with `make c-target` first. Figures are printed, never
 asserted: compare runs on the same machine.
@@ -187,7 +190,31 @@ def rss(args) -> None:
         target.close()
 
 
-SECTIONS = {"throughput": throughput, "share": share, "rss": rss}
+def campaign(args) -> None:
+    from vsock_fuzz.layout import assemble, linux_tx
+    good = assemble(linux_tx("6.2", 64))
+    crash, hang = good._replace(max_data_size=1000001), good._replace(max_data_size=1000002)
+    target = open_target(f"cmd:{sys.executable} {ROOT / 'tests' / 'hostile' / 'hostile.py'} flaky", timeout=0.2)
+    rng = random.Random(4)
+    sent = {"crash": 0, "hang": 0, "unknown": 0}
+    got = dict.fromkeys(sent, 0)
+    start = time.perf_counter()
+    last = start
+    while time.perf_counter() - start < args.campaign_seconds:
+        batch = [crash if r < 0.01 else hang if r < 0.011 else good for r in (rng.random() for _ in range(500))]
+        for case in batch:
+            sent[{1000001: "crash", 1000002: "hang"}.get(case.max_data_size, "unknown")] += 1
+        for a in target.parse_many(batch):
+            got[a.error_class] += 1
+        if time.perf_counter() - last >= args.campaign_seconds / 10:
+            last = time.perf_counter()
+            print(f"  t={last - start:6.1f}s  cases {sum(sent.values()):>9,}  crashes {got['crash']:>6,}/{sent['crash']:,}"
+                  f"  hangs {got['hang']:>5,}/{sent['hang']:,}  restarts {target.restarts:,}", flush=True)
+    target.close()
+    print(f"  every fault reported: {'yes' if got == sent else f'NO: sent {sent}, got {got}'}")
+
+
+SECTIONS = {"throughput": throughput, "share": share, "rss": rss, "campaign": campaign}
 
 
 def main() -> None:
@@ -195,6 +222,7 @@ def main() -> None:
     p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
     p.add_argument("--seconds", type=float, default=1.5, help="per figure (default 1.5)")
     p.add_argument("--rss-seconds", type=float, default=30.0, help="per rss run (default 30)")
+    p.add_argument("--campaign-seconds", type=float, default=60.0, help="flaky campaign length (default 60)")
     args = p.parse_args()
     for name in args.sections or SECTIONS:
         print(f"== {name}")

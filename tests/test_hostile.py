@@ -248,7 +248,7 @@ def test_campaign_against_a_flaky_target_reports_every_crash_and_hang():
     t = hostile("flaky", timeout=0.2)
     answers = []
     for i in range(0, len(cases), 100):  # as the fuzz loop does: batches, and single cases
-        answers += t.parse_many(cases[i:i + 50]) + [t.parse(c) for c in cases[i + 50:i + 100]]
+        answers += t.parse_many(cases[i:i + 80]) + [t.parse(c) for c in cases[i + 80:i + 100]]
     expected = [{1000001: "crash", 1000002: "hang"}.get(c.max_data_size, "unknown") for c in cases]
     assert [a.error_class for a in answers] == expected
     assert expected.count("crash") >= 20 and expected.count("hang") >= 1
