@@ -32,6 +32,7 @@ from typing import Callable
 from .binary import decode, encode, varint
 from .case import Case, Write, avail_ring_writes, clip
 from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT
+from .memory import GuestMemory
 
 DEFAULT_BUDGET = 4000
 MAX_TABLE = 256  # descriptor entries looked at per table
@@ -221,7 +222,6 @@ def _replace_at(items: tuple, i: int, item) -> tuple:
 
 
 def _read_desc(case: Case, gpa: int):
-    from .memory import GuestMemory
     return DESC_STRUCT.unpack(GuestMemory(case.regions, case.writes).read(gpa, DESC_SIZE))
 
 
@@ -248,7 +248,6 @@ def _written(case: Case, gpa: int, n: int) -> bool:
 
 def _descriptor_addresses(case: Case) -> list[int]:
     """Guest addresses of the written descriptor entries: the queue's table, then indirect tables."""
-    from .memory import GuestMemory
     mem = GuestMemory(case.regions, case.writes)
     out = []
     tables = [(case.ring.desc_table, min(case.ring.size, MAX_TABLE))]
