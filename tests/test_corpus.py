@@ -51,6 +51,26 @@ def test_binary_version_byte_is_part_of_the_input(tmp_path):
     assert read_case(put(tmp_path / "v7", bytes([7]) + data[1:])).case == TX
 
 
+def test_content_hash_names_catch_truncated_and_corrupt_binary_files(tmp_path):
+    data = encode(TX)
+    sha = corpus.content_name(data)
+    assert read_case(put(tmp_path / sha, data)).case == TX
+    assert read_case(put(tmp_path / f"crash-{sha}", data)).case == TX
+    assert "truncated or corrupt" in error_of(put(tmp_path / f"safety.crash-{sha}.bin", data[:-3]))
+    flipped = data[:10] + bytes([data[10] ^ 1]) + data[11:]
+    assert "truncated or corrupt" in error_of(put(tmp_path / f"crash-{sha}", flipped))
+    # names that promise nothing about the content: decoded as they are
+    assert read_case(put(tmp_path / f"minimized-from-{sha}", data[:-3])).kind == "binary"
+    assert read_case(put(tmp_path / "my-case.bin", data[:-3])).kind == "binary"
+
+
+def test_content_hash_names_catch_edited_json(tmp_path):
+    stem, _ = write_finding(str(tmp_path), finding())
+    obj = json.loads(open(stem + ".json").read())
+    obj["max_data_size"] = 4
+    assert "edited or corrupt" in error_of(put(stem + ".json", json.dumps(obj)))
+
+
 def test_json_request_with_or_without_id_and_op(tmp_path):
     for extra in ({}, {"id": 9}, {"op": "parse"}, {"version": 1}):
         obj = {k: v for k, v in RX.to_request().items() if k != "op"} | extra

@@ -14,7 +14,11 @@ later format is never misread. A binary case has no such check: its first
 byte is part of the fuzz input (libFuzzer mutates it like any other), the
 decoder reads every value as version 1, and replay must run exactly the case
 the fuzzer ran. A truncated binary file therefore decodes as its prefix, as
-in the fuzzer; the checked, versioned copy of a kept case is its `.json`.
+in the fuzzer. What does catch a damaged file is its name: a file named by
+the sha1 of its content (libFuzzer's `<sha1>` and `crash-<sha1>`, our
+`<oracle>-<sha1>.bin`; for `.json` and `.finding.json` the sha1 of the
+case's binary form) whose content no longer has that sha1 is reported as
+truncated or corrupt.
 
 Directories are read recursively in sorted order. Skipped: names starting
 with "." (our temporary files among them) and the non-case files a libFuzzer
@@ -38,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -88,7 +93,11 @@ def read_case(path: str) -> Entry:
     if len(data) > MAX_FILE:
         raise CorpusError(path, f"larger than {MAX_FILE >> 20} MiB, not a case")
     kind = kind_of(path)
+    named = named_sha1(path)
     if kind == "binary":
+        # Decoding is total; a content-hash name is what can tell a damaged file.
+        if named and content_name(data) != named:
+            raise CorpusError(path, f"{len(data)} bytes whose sha1 is not the one in the name: truncated or corrupt")
         return Entry(path, decode(data), "binary")
     try:
         text = data.decode("utf-8")
@@ -101,9 +110,27 @@ def read_case(path: str) -> Entry:
         cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
         raise CorpusError(path, f"{'truncated' if cut else 'corrupt'} JSON: {e.msg} (line {e.lineno} column {e.colno})") from None
     try:
-        return case_from_json(obj, path)
+        entry = case_from_json(obj, path)
     except CaseError as e:
         raise CorpusError(path, f"not a valid case: {e}") from None
+    if named and content_name(encode(entry.case)) != named:
+        raise CorpusError(path, "its case is not the one whose binary sha1 is in the name: edited or corrupt")
+    return entry
+
+
+# libFuzzer and our findings name a file by the sha1 of its (binary) content:
+# `<sha1>`, `crash-<sha1>`, `<oracle>-<sha1>.bin|.json|.finding.json`. Not
+# `minimized-from-<sha1>`, which names the input it came from.
+_SHA1_NAME = re.compile(r"(?:^|-)([0-9a-f]{40})(?:\.bin|\.json|\.finding\.json)?$")
+
+
+def named_sha1(path: str) -> str | None:
+    """The sha1 a file's name promises for its content, if it is named that way."""
+    name = os.path.basename(path)
+    m = _SHA1_NAME.search(name)
+    if m is None or name.startswith("minimized-from-"):
+        return None
+    return m.group(1)
 
 
 def case_from_json(obj, path: str = "<json>") -> Entry:
