@@ -524,6 +524,11 @@ def linux_shape(ctx: _Context) -> str | None:
     return shape
 
 
+def linux_layout(case: Case) -> str | None:
+    """Which Linux driver layout `case` is (e.g. "two descriptors (Linux < 6.2)"), or None."""
+    return linux_shape(_Context(case, Answer(False), [], "spec", None))
+
+
 def _top_flags(mem, ring):
     i, seen = ring.head, 0
     while seen < ring.size:
@@ -621,6 +626,8 @@ def _layout_traits(ctx: _Context) -> list[str]:
         out.append(f"{len(used)} descriptors")
     if any(len(mem.slices(d.addr, d.len) or ()) > 1 for d in used):
         out.append("a buffer crossing adjacent regions")
+    if not ctx.tx and sum(d.len for d in used) == HEADER_SIZE:
+        out.append("an rx buffer with room for the header only")
     if not ctx.tx and len(used) > 1 and used[-1].len > case.max_data_size:
         out.append("an rx buffer longer than max_data_size")
     if ctx.tx and len(used) > 1 and used[0].len > HEADER_SIZE:

@@ -152,7 +152,8 @@ def oversized_layouts(draw, queue=None):
         hlen = draw(st.one_of(big, st.integers(mds - 2, mds + 2).filter(lambda n: 0 <= n < U32)
                               if mds < U32 else big))
         carried = draw(st.sampled_from((hlen, min(hlen, 0x10000), 0)))
-        bufs = (Buf(HEADER_SIZE, flags), Buf(carried, flags)) if draw(st.booleans()) else (Buf(HEADER_SIZE + carried, flags),)
+        bufs = (Buf(HEADER_SIZE, flags), Buf(carried, flags)) if draw(st.booleans()) \
+            else (Buf(min(HEADER_SIZE + carried, U32 - 1), flags),)  # a descriptor length is a le32
         if carried >= 0x40000:
             regions = (Region(0, 1 << 40),)  # sparse: a huge buffer costs nothing
     elif kind == "desc.len":
