@@ -30,7 +30,14 @@ def hostile(behaviour: str, *args, **kw) -> CommandTarget:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group `pgid`."""
+    """Live (non-zombie) processes in process group `pgid`, after giving SIGKILL up to 2 s to land."""
+    deadline = time.monotonic() + 2.0
+    while (members := _group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return members
+
+
+def _group_members(pgid: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():

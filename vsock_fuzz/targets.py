@@ -144,6 +144,7 @@ class CommandTarget:
         self._stderr_lock = threading.Lock()
         self._sel: DefaultSelector | None = None
         self._pidfd = -1
+        self._stderr_done = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -168,7 +169,8 @@ class CommandTarget:
             self._sel.register(self._pidfd, EVENT_READ)
         except (AttributeError, OSError):
             self._pidfd = -1
-        threading.Thread(target=self._drain_stderr, args=(self.proc.stderr,), daemon=True).start()
+        self._stderr_done = threading.Event()
+        threading.Thread(target=self._drain_stderr, args=(self.proc.stderr, self._stderr_done), daemon=True).start()
         hello = {"op": "hello", "protocol": PROTOCOL}
         if self.modes:
             hello["modes"] = list(self.modes)
@@ -449,7 +451,7 @@ class CommandTarget:
 
     # -- stderr -------------------------------------------------------------
 
-    def _drain_stderr(self, pipe) -> None:
+    def _drain_stderr(self, pipe, done: threading.Event) -> None:
         try:
             for chunk in iter(lambda: pipe.read1(1 << 16), b""):
                 with self._stderr_lock:
@@ -461,6 +463,7 @@ class CommandTarget:
             pass
         finally:
             pipe.close()
+            done.set()
 
     def _clear_stderr(self) -> None:
         with self._stderr_lock:
@@ -472,7 +475,9 @@ class CommandTarget:
             return b"".join(self._stderr)[-STDERR_KEEP:].decode(errors="replace")
 
     def _stderr_note(self) -> str:
-        time.sleep(0.01)  # let the drain thread catch the last words of a dying target
+        # Let the drain thread catch the last words of the target, which is
+        # dead by now (unless something outside its group holds stderr).
+        self._stderr_done.wait(0.1)
         tail = self.stderr_tail().strip()
         if not tail:
             return ""
