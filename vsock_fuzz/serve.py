@@ -21,6 +21,7 @@ from .packet import parse
 from .targets import PROTOCOL
 
 MODES = (FRAMES,)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, modes=()) -> dict:
@@ -69,7 +70,7 @@ def serve(parse_fn=None, name: str | None = None, *, profile: str = "spec", vers
         if not line.strip():
             continue
         out = handle(line, parse_fn, name or "vsock-fuzz target", version, modes)
-        stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+        stdout.write(_dumps(out) + "\n")
         stdout.flush()
         if out.get("mode") == FRAMES:
             return serve_frames(parse_fn, stdin, getattr(stdout, "buffer", stdout))

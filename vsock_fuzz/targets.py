@@ -42,6 +42,7 @@ FAST_MODES = (FRAMES,)     # transports offered in hello (docs/protocol-extensio
 MAX_RESTARTS = 10          # consecutive faults before a campaign gives up on a target
 BACKOFF_FIRST = 0.01       # seconds before the second restart in a row, doubling
 BACKOFF_MAX = 1.0
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
 
 
 class TargetError(Exception):
@@ -304,7 +305,7 @@ class CommandTarget:
                     if frames:
                         chunk.append(encode_request(req_id, case.to_binary()))
                     else:
-                        chunk.append(json.dumps(case.to_request(req_id), separators=(",", ":")).encode() + b"\n")
+                        chunk.append(_dumps(case.to_request(req_id)).encode() + b"\n")
                     sent += 1
                 # On a broken pipe the answers to earlier cases may still be
                 # waiting unread: read them; the first case without one faulted.
