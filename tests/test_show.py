@@ -4,7 +4,7 @@ import json
 
 from vsock_fuzz.binary import encode
 from vsock_fuzz.case import Region
-from vsock_fuzz.chain import F_INDIRECT, F_NEXT
+from vsock_fuzz.chain import F_INDIRECT, F_NEXT, F_WRITE
 from vsock_fuzz.cli import main
 from vsock_fuzz.corpus import read_case, write_case, write_finding
 from vsock_fuzz.header import Header
@@ -93,3 +93,13 @@ def test_convert_round_trips_between_encodings(tmp_path, capsys):
 def test_convert_names_an_unreadable_input(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing.json"), str(tmp_path / "x.bin")]) == 2
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def test_render_of_refused_queues():
+    text = render(assemble(Layout("tx", (Buf(49),), header=Header(len=5), size=0)))
+    assert "queue: InvalidQueueSize" in text and "walk: none, a queue of size 0" in text
+    assert "header: the chain has no buffer to hold it" in text
+    text = render(assemble(Layout("rx", (Buf(4140, F_WRITE),), desc_table=8)))
+    assert "queue: MisalignedRing" in text and "shown although the device refuses the queue" in text
+    assert "[0] @0x8: addr 0x2000 len 0x102c flags WRITE next 1" in text
+    assert "header: rx, the device writes it" in text

@@ -45,11 +45,15 @@ def render(case: Case, finding: dict | None = None) -> str:
     try:
         check_queue(mem, r)
         out.append("queue: valid")
+        refused = False
     except ChainError as e:
         out.append(f"queue: {e.name}: {e.detail}")
-    buffers = _walk(out, mem, case)
+        refused = True
+    buffers = _walk(out, mem, case, refused)
     if case.queue == "tx":
         out += _header(mem, buffers)
+    else:
+        out.append("header: rx, the device writes it into the chain's first 44 bytes")
     out += _bytes(mem, buffers)
     out.append("model:")
     for profile in PROFILES:
@@ -85,18 +89,21 @@ def _finding(f: dict) -> list[str]:
     return out
 
 
-def _walk(out: list[str], mem: GuestMemory, case: Case):
+def _walk(out: list[str], mem: GuestMemory, case: Case, refused: bool):
     """The spec walk, one line per descriptor read (from the memory log); returns the buffers."""
     r = case.ring
+    if not r.size:
+        out.append("walk: none, a queue of size 0 has no descriptors")
+        return []
     buffers, error = [], None
-    if r.size:
-        try:
-            for d in walk(mem, r.desc_table, r.size, r.head):
-                buffers.append(d)  # kept up to the error, to show what the walk reached
-        except ChainError as e:
-            error = e
+    try:
+        for d in walk(mem, r.desc_table, r.size, r.head):
+            buffers.append(d)  # kept up to the error, to show what the walk reached
+    except ChainError as e:
+        error = e
     reads = [gpa for op, gpa, n in mem.log if op == "r" and n == DESC_SIZE]
-    out.append(f"walk from head {r.head} (spec profile):")
+    note = ", shown although the device refuses the queue" if refused else ""
+    out.append(f"walk from head {r.head} (spec profile{note}):")
     table, indent, seen = r.desc_table, "  ", set()
     for k, at in enumerate(reads):
         index = (at - table) // DESC_SIZE
@@ -129,6 +136,8 @@ def _header(mem: GuestMemory, buffers) -> list[str]:
         raw += mem.read(d.addr, n)
         if len(raw) == HEADER_SIZE:
             break
+    if not buffers:
+        return ["header: the chain has no buffer to hold it"]
     if len(raw) < HEADER_SIZE:
         return [f"header: the chain holds only {len(raw)} readable bytes before a gap or its end"]
     h = Header.unpack(bytes(raw))
