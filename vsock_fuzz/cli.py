@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Each module defines HELP, add_arguments(parser) and run(args) -> int.
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         return modules[args.command].run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vsock-fuzz show X | head`): stop quietly, and
+        # keep the interpreter's final flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
