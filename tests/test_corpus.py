@@ -117,6 +117,12 @@ def test_other_requests_are_not_cases(tmp_path):
     assert "JSON object" in error_of(put(tmp_path / "l.json", "[1, 2]"))
 
 
+def test_a_report_is_not_a_case(tmp_path):
+    from vsock_fuzz import report
+    rep = report.new("replay", None, spec="reference")
+    assert "vsock-fuzz report" in error_of(put(tmp_path / "report.json", json.dumps(rep)))
+
+
 def test_finding_without_a_case(tmp_path):
     assert "no \"case\"" in error_of(put(tmp_path / "x.finding.json", '{"oracle": "safety.crash"}'))
 

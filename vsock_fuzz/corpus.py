@@ -137,6 +137,8 @@ def case_from_json(obj, path: str = "<json>") -> Entry:
     """A parse request, a versioned case or a finding object as an Entry; raises CaseError."""
     if not isinstance(obj, dict):
         raise CaseError(f"a case is a JSON object, not {type(obj).__name__}")
+    if "schema_version" in obj and "findings" in obj:
+        raise CaseError("a vsock-fuzz report (--json), not a case; keep reports out of corpus directories")
     _check_version(obj)
     if "oracle" in obj:
         return Entry(path, _finding_case(obj), "finding", obj)
