@@ -278,3 +278,8 @@ def test_dictionary_entries_are_valid_libfuzzer_lines():
     values = dict(seeds.dictionary())
     assert values["varint_0x2c"] == b"\x2c" and values["varint_0x1000"] == b"\x80\x20"
     assert values["varint_0xffffffff"] == b"\xff\xff\xff\xff\x0f"
+
+
+def test_each_harness_gets_its_queue():
+    queues = {h: {e.case.queue for e in iter_cases([os.path.join(ROOT, "corpus", h)])} for h in seeds.HARNESSES}
+    assert queues == {"tx": {"tx"}, "rx": {"rx"}, "chain": {"tx", "rx"}, "target": {"tx", "rx"}}
