@@ -12,7 +12,7 @@ choice, so the layouts real drivers send are a couple of dozen bytes.
       varint max_data_size (0: 65536, else v-1)
       varint descriptor table offset from the first region
       u8 regions: 1 + (b & 3), each: varint gap after the previous one, varint size (0: 1 MiB)
-      u8 descriptors, each:
+      u8 descriptors (at most half the bytes left), each:
         u8 ctl: bit0 WRITE, bit1 INDIRECT, bit2 flip NEXT, bit3 explicit next (u16),
                 bits 4-5 address (0 auto, 1 region start + off, 2 region end - off, 3 absolute),
                 bit 6 an unknown flag (0x8)
@@ -21,11 +21,13 @@ choice, so the layouts real drivers send are a couple of dozen bytes.
       header (tx): varint src_cid (0: 3, else v-1), dst_cid (0: 2, else v-1), src_port,
         dst_port, len (0: what the chain carries, else v-1), type (0: STREAM, else v-1),
         op (0: RW, else v-1), flags, buf_alloc (0: 262144, else v-1), fwd_cnt
-      u8 extra writes, each: u8 region, varint off, varint n, n bytes
+      u8 extra writes (at most half the bytes left), each: u8 region, varint off, varint n, n bytes
     raw form (any case exactly; what `encode` writes):
       varint max_data_size, ring size, desc_table, avail, used, head
-      varint regions, each varint gpa, varint size
-      varint writes, each varint gpa, varint n, n bytes
+      varint regions (at most half the bytes left), each varint gpa, varint size
+        (an empty, wrapping or overlapping region is dropped)
+      varint writes (at most half the bytes left), each varint gpa, varint n, n bytes
+        (clipped to memory; the available ring write is appended unless they end with it)
 
 Small changes stay small: one byte changes one descriptor field, one region
 bound or one header field. Binary -> case -> binary normalises to the raw
@@ -34,7 +36,9 @@ form, which is then stable; case -> binary -> case is the identity.
 
 from __future__ import annotations
 
-from .case import U64, Case, CaseError, Region, Ring, Write, avail_ring_writes, check_regions, clip
+from bisect import bisect_right
+
+from .case import U64, Case, Region, Ring, Write, avail_ring_writes, clip
 from .chain import F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, Header
 from .layout import Buf, Layout, assemble, stream_len
@@ -66,6 +70,9 @@ class Reader:
 
     def varint(self) -> int:
         data, p, n = self.data, self.pos, len(self.data)
+        if p < n and data[p] < 0x80:  # one byte: the usual case
+            self.pos = p + 1
+            return data[p]
         v = shift = 0
         while p < n and shift < 70:
             b = data[p]
@@ -76,6 +83,16 @@ class Reader:
                 break
         self.pos = p
         return v & MASK64
+
+    def count(self) -> int:
+        """A u8 or varint count, never more than half the bytes left: every
+        counted item takes at least two bytes, so missing bytes cannot make
+        hundreds of empty items."""
+        return min(self.varint(), (len(self.data) - self.pos) // 2)
+
+    def count8(self) -> int:
+        n = self.u8()
+        return min(n, (len(self.data) - self.pos) // 2)
 
     def take(self, n: int) -> bytes:
         p = self.pos
@@ -120,19 +137,24 @@ def version_of(data: bytes) -> int:
 
 
 def _decode_raw(rd: Reader, queue: str) -> Case:
-    mds, size, desc_table, avail, used, head = (rd.varint() for _ in range(6))
+    varint = rd.varint
+    mds, size, desc_table, avail, used, head = varint(), varint(), varint(), varint(), varint(), varint()
     regions: list[Region] = []
-    for _ in range(min(rd.varint(), len(rd.data))):
-        reg = Region(rd.varint(), rd.varint())
-        try:
-            check_regions(regions + [reg])
-        except CaseError:
-            continue  # overlapping, empty or wrapping: dropped
-        regions.append(reg)
+    starts: list[int] = []  # sorted region starts and their ends, to drop overlaps in O(log n)
+    ends: list[int] = []
+    for _ in range(rd.count()):
+        gpa, rsize = varint(), varint()
+        end = gpa + rsize
+        i = bisect_right(starts, gpa)
+        if rsize == 0 or end > U64 or (i and ends[i - 1] > gpa) or (i < len(starts) and starts[i] < end):
+            continue  # empty, wrapping or overlapping: dropped
+        starts.insert(i, gpa)
+        ends.insert(i, end)
+        regions.append(Region(gpa, rsize))
     writes: list[Write] = []
-    for _ in range(min(rd.varint(), len(rd.data))):
-        gpa = rd.varint()
-        writes.extend(clip(regions, gpa, rd.take(rd.varint())))
+    for _ in range(rd.count()):
+        gpa = varint()
+        writes.extend(clip(regions, gpa, rd.take(varint())))
     ring = Ring(size, desc_table, avail, used, head)
     # The available ring is written last (protocol); add it unless the writes end with it.
     tail = avail_ring_writes(regions, ring)
@@ -146,16 +168,17 @@ def _minus_one(v: int, default: int) -> int:
 
 
 def decode_layout(rd: Reader, queue: str) -> Layout:
-    code = rd.u8()
+    u8, varint = rd.u8, rd.varint
+    code = u8()
     size = SIZES[code] if code < len(SIZES) else 1 << (code & 15) if code < 128 else code
-    head = rd.u8()
-    mds = _minus_one(rd.varint(), 65536)
-    table_off = rd.varint()
+    head = u8()
+    mds = _minus_one(varint(), 65536)
+    table_off = varint()
     regions: list[Region] = []
     end = 0
-    for _ in range(1 + (rd.u8() & 3)):
-        gpa = end + rd.varint()
-        rsize = rd.varint() or DEFAULT_REGION_SIZE
+    for _ in range(1 + (u8() & 3)):
+        gpa = end + varint()
+        rsize = varint() or DEFAULT_REGION_SIZE
         rsize = min(rsize, U64 - gpa) if gpa < U64 else 0
         if rsize:
             regions.append(Region(gpa, rsize))
@@ -163,52 +186,60 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
     if not regions:
         regions.append(Region(0, DEFAULT_REGION_SIZE))
 
-    def addr_of(anchor: int) -> int | None:
-        if anchor == 0:
-            return None
-        if anchor == 3:
-            return rd.varint()
-        reg = regions[rd.u8() % len(regions)]
-        off = rd.varint()
-        return (reg.gpa + off if anchor == 1 else reg.end - off) & MASK64
-
-    recs = []
-    for _ in range(rd.u8()):
-        ctl = rd.u8()
+    recs = []  # (len, flags, addr, next, indirect entry count) in encoding order
+    indirect = False
+    for _ in range(rd.count8()):
+        ctl = u8()
         flags = (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
-        length = rd.varint() & 0xFFFFFFFF
-        addr = addr_of(ctl >> 4 & 3)
-        nxt = rd.u16() if ctl & 8 else None
-        count = rd.u8() if ctl & 2 else 0
+        length = varint() & 0xFFFFFFFF
+        anchor = ctl >> 4 & 3
+        if anchor == 0:
+            addr = None
+        elif anchor == 3:
+            addr = varint()
+        else:
+            reg = regions[u8() % len(regions)]
+            off = varint()
+            addr = (reg.gpa + off if anchor == 1 else reg.end - off) & MASK64
+        nxt = u8() | u8() << 8 if ctl & 8 else None
+        count = u8() if ctl & 2 else 0
+        indirect = indirect or count > 0
         recs.append((length, flags, addr, nxt, count))
+    if indirect:
+        bufs, _ = _tables(recs, 0, len(recs))
+    else:
+        bufs = tuple(Buf(length, flags, addr, nxt) for length, flags, addr, nxt, _ in recs)
 
-    def table(pos: int, count: int):
-        bufs = []
-        while len(bufs) < count and pos < len(recs):
-            length, flags, addr, nxt, sub = recs[pos]
-            pos += 1
-            entries = ()
-            if sub:
-                entries, pos = table(pos, sub)
-            bufs.append(Buf(length, flags, addr, nxt, entries))
-        return tuple(bufs), pos
-
-    bufs, _ = table(0, len(recs))
-    f = [rd.varint() for _ in range(10)]
+    # the header fields, read for rx too so the extra writes sit at the same place
+    src_cid, dst_cid, src_port, dst_port, hlen, htype, op, hflags, buf_alloc, fwd_cnt = (
+        varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint())
     header = None
     if queue == "tx":
         auto_len = min(max(stream_len(bufs) - HEADER_SIZE, 0), 0xFFFFFFFF)
         header = Header(
-            _minus_one(f[0], 3), _minus_one(f[1], 2) & MASK64, f[2] & 0xFFFFFFFF, f[3] & 0xFFFFFFFF,
-            _minus_one(f[4], auto_len) & 0xFFFFFFFF, _minus_one(f[5], 1) & 0xFFFF, _minus_one(f[6], 5) & 0xFFFF,
-            f[7] & 0xFFFFFFFF, _minus_one(f[8], 262144) & 0xFFFFFFFF, f[9] & 0xFFFFFFFF)
+            _minus_one(src_cid, 3), _minus_one(dst_cid, 2), src_port & 0xFFFFFFFF, dst_port & 0xFFFFFFFF,
+            _minus_one(hlen, auto_len) & 0xFFFFFFFF, _minus_one(htype, 1) & 0xFFFF, _minus_one(op, 5) & 0xFFFF,
+            hflags & 0xFFFFFFFF, _minus_one(buf_alloc, 262144) & 0xFFFFFFFF, fwd_cnt & 0xFFFFFFFF)
     extra = []
-    for _ in range(rd.u8()):
-        reg = regions[rd.u8() % len(regions)]
-        gpa = reg.gpa + rd.varint()
-        extra.append((gpa, rd.take(rd.varint())))
+    for _ in range(rd.count8()):
+        reg = regions[u8() % len(regions)]
+        gpa = reg.gpa + varint()
+        extra.append((gpa, rd.take(varint())))
     return Layout(queue, bufs, header, tuple(regions), size, head,
                   (regions[0].gpa + table_off) & MASK64, None, mds, tuple(extra))
+
+
+def _tables(recs, pos: int, count: int):
+    """`count` buffers from recs[pos:], an INDIRECT record taking the records after it as its table."""
+    bufs = []
+    while len(bufs) < count and pos < len(recs):
+        length, flags, addr, nxt, sub = recs[pos]
+        pos += 1
+        entries = ()
+        if sub:
+            entries, pos = _tables(recs, pos, sub)
+        bufs.append(Buf(length, flags, addr, nxt, entries))
+    return tuple(bufs), pos
 
 
 def encode_layout(lay: Layout) -> bytes:

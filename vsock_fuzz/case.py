@@ -129,7 +129,10 @@ def covered(regions, gpa: int, size: int) -> bool:
     end = gpa + size
     if end > U64:
         return False
-    for r in sorted(regions, key=lambda r: r.gpa):
+    for r in regions:  # the usual case: inside one region
+        if r.gpa <= gpa and end <= r.gpa + r.size:
+            return True
+    for r in sorted(regions):  # by gpa (regions never share one)
         if gpa >= end:
             break
         if r.gpa <= gpa < r.end:
@@ -158,7 +161,7 @@ def clip(regions, gpa: int, data: bytes) -> list[Write]:
         return [Write(gpa, data)]
     out = []
     end = gpa + len(data)
-    for r in sorted(regions, key=lambda r: r.gpa):
+    for r in sorted(regions):
         lo, hi = max(gpa, r.gpa), min(end, r.end)
         if lo < hi:
             out.append(Write(lo, data[lo - gpa:hi - gpa]))

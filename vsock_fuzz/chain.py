@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import Iterator, NamedTuple
 
-from .memory import GuestMemory
+from .memory import GuestMemory, MemoryFault
 
 DESC_SIZE = 16
 DESC_STRUCT = struct.Struct("<QIHH")
@@ -91,6 +91,7 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
          max_chain_bytes: int = SPEC_MAX_CHAIN_BYTES,
          reject_indirect_next: bool = True) -> Iterator[Descriptor]:
     """Yield the buffer descriptors of the chain starting at `head`."""
+    unpack = DESC_STRUCT.unpack
     table, table_size, index = desc_table, size, head
     ttl = size  # 2.7.13.1: a chain is no longer than the queue size; bounds loops
     indirect = False
@@ -104,9 +105,10 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
                              f"chain longer than {'its indirect table' if indirect else 'the queue size'} {table_size} (a loop?)")
         ttl -= 1
         at = table + DESC_SIZE * index
-        if not mem.contains(at, DESC_SIZE):
-            raise ChainError("DescriptorUnreadable", "memory", f"descriptor {index} at {at:#x} is not inside guest memory")
-        desc = Descriptor._make(DESC_STRUCT.unpack(mem.read(at, DESC_SIZE)))
+        try:
+            desc = Descriptor._make(unpack(mem.read(at, DESC_SIZE)))
+        except MemoryFault:
+            raise ChainError("DescriptorUnreadable", "memory", f"descriptor {index} at {at:#x} is not inside guest memory") from None
         if desc.flags & F_INDIRECT:
             # 2.7.5.3.1: one level only.
             if indirect:

@@ -10,6 +10,7 @@ the queues").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .case import Case, Region, Ring, avail_ring_writes, clip
 from .chain import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
@@ -19,8 +20,7 @@ PAGE = 4096
 DEFAULT_REGION = Region(0, 1 << 20)
 
 
-@dataclass(frozen=True)
-class Buf:
+class Buf(NamedTuple):
     """One descriptor as the driver writes it.
 
     `addr=None` places the buffer after the previous one in the data area;
@@ -60,7 +60,14 @@ def flatten(bufs):
 
 def stream_len(bufs, writable: bool = False) -> int:
     """Bytes of the given direction the chain carries, in walk order."""
-    return sum(b.len for b in flatten(bufs) if bool(b.flags & F_WRITE) == writable)
+    want = F_WRITE if writable else 0
+    total = 0
+    for b in bufs:
+        if b.flags & F_INDIRECT:
+            total += stream_len(b.table, writable)
+        elif b.flags & F_WRITE == want:
+            total += b.len
+    return total
 
 
 def assemble(lay: Layout) -> Case:

@@ -25,9 +25,9 @@ class GuestMemory:
     __slots__ = ("_starts", "_ends", "_writes", "log")
 
     def __init__(self, regions, writes=()):
-        spans = sorted((r.gpa, r.gpa + r.size) for r in regions)
-        self._starts = [s for s, _ in spans]
-        self._ends = [e for _, e in spans]
+        ordered = sorted(regions)  # Regions are (gpa, size) tuples: by gpa
+        self._starts = [r[0] for r in ordered]
+        self._ends = [r[0] + r[1] for r in ordered]
         # Later writes win, as in the protocol ("applied in order").
         self._writes = [(w.gpa, w.gpa + len(w.data), w.data) for w in writes if w.data]
         self.log: list[tuple[str, int, int]] = []
@@ -52,12 +52,18 @@ class GuestMemory:
         end = gpa + size
         if end > U64:
             return None
-        out = []
         starts, ends = self._starts, self._ends
         i = bisect_right(starts, gpa) - 1
+        if i < 0 or gpa >= ends[i]:
+            return None
+        if end <= ends[i]:  # the common case: inside one region
+            return [(gpa, size)]
+        out = [(gpa, ends[i] - gpa)]
+        gpa = ends[i]
+        i += 1
         while gpa < end:
-            if i < 0 or i >= len(starts) or not starts[i] <= gpa < ends[i]:
-                return None
+            if i == len(starts) or starts[i] != gpa:
+                return None  # a hole before `end`
             piece = min(end, ends[i]) - gpa
             out.append((gpa, piece))
             gpa += piece
@@ -72,13 +78,18 @@ class GuestMemory:
             raise MemoryFault(gpa, size)
         self.log.append(("r", gpa, size))
         end = gpa + size
-        out = bytearray(size)
+        out = None
         for ws, we, data in self._writes:
             if ws < end and we > gpa:
+                if ws <= gpa and we >= end and out is None:
+                    out = bytearray(data[gpa - ws:end - ws])  # one write covers it all: the usual read
+                    continue
+                if out is None:
+                    out = bytearray(size)
                 lo = max(ws, gpa)
                 hi = min(we, end)
                 out[lo - gpa:hi - gpa] = data[lo - ws:hi - ws]
-        return bytes(out)
+        return bytes(size) if out is None else bytes(out)
 
     def write(self, gpa: int, data: bytes) -> None:
         if data and self.slices(gpa, len(data)) is None:

@@ -122,29 +122,27 @@ _WRONG_DIRECTION = {False: ("UnexpectedWriteOnlyDescriptor", "permission"),
 
 # --- rust-vmm ------------------------------------------------------------------
 
-# virtio-queue Queue::try_set_{desc_table,avail_ring,used_ring}_address alignment masks.
-_RUST_VMM_ALIGN = (("desc_table", 0xF, "InvalidDescTableAlign"),
-                   ("avail", 0x1, "InvalidAvailRingAlign"),
-                   ("used", 0x3, "InvalidUsedRingAlign"))
-
-
 def _check_queue_rust_vmm(mem: GuestMemory, ring) -> None:
     """virtio-queue's queue set-up checks, in the order an adapter meets them."""
     size = ring.size
     # Queue::try_set_size: 0, over 32768 or not a power of 2 -> InvalidSize.
     if size == 0 or size > MAX_QUEUE_SIZE or size & (size - 1):
         raise ChainError("InvalidSize", "queue", f"queue size {size} is not a power of 2 in 1..32768")
-    for field, mask, name in _RUST_VMM_ALIGN:
-        addr = getattr(ring, field)
-        if addr & mask:
-            raise ChainError(name, "queue", f"{field} at {addr:#x} is not {mask + 1}-aligned")
+    # Queue::try_set_{desc_table,avail_ring,used_ring}_address: 16, 2 and 4-aligned.
+    if ring.desc_table & 0xF:
+        raise ChainError("InvalidDescTableAlign", "queue", f"descriptor table at {ring.desc_table:#x} is not 16-aligned")
+    if ring.avail & 1:
+        raise ChainError("InvalidAvailRingAlign", "queue", f"available ring at {ring.avail:#x} is not 2-aligned")
+    if ring.used & 3:
+        raise ChainError("InvalidUsedRingAlign", "queue", f"used ring at {ring.used:#x} is not 4-aligned")
     # Queue::is_valid checks only that the address one past each ring
     # (`addr.checked_add(size)`) is mapped: a ring ending exactly at the end
     # of memory is refused, a ring starting in a hole is not.
-    for field, length in (("desc_table", DESC_SIZE * size), ("avail", 6 + 2 * size), ("used", 6 + 8 * size)):
-        end = getattr(ring, field) + length
+    for name, end in (("descriptor table", ring.desc_table + DESC_SIZE * size),
+                      ("available ring", ring.avail + 6 + 2 * size),
+                      ("used ring", ring.used + 6 + 8 * size)):
         if end >= U64 or mem.region_index(end) < 0:
-            raise ChainError("RingOutOfMemory", "queue", f"Queue::is_valid: {field} end {end:#x} is not a mapped address")
+            raise ChainError("RingOutOfMemory", "queue", f"Queue::is_valid: {name} end {end:#x} is not a mapped address")
     # QueueOwnedT::iter: an available ring at address 0 means "not set up".
     if ring.avail == 0:
         raise ChainError("QueueNotReady", "queue", "available ring address is 0")

@@ -1,0 +1,106 @@
+"""Throughput figures for the fuzz loop's per-case path.
+
+    python benchmarks/bench.py [SECTION ...] [--seconds S]
+
+Each section is a function in SECTIONS printing one line per figure; add a
+section by decorating a function with @section("name"). Figures are printed,
+never asserted: compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vsock_fuzz.binary import decode, encode_layout  # noqa: E402
+from vsock_fuzz.layout import LINUX_VERSIONS, linux_rx, linux_tx  # noqa: E402
+from vsock_fuzz.packet import PROFILES, parse  # noqa: E402
+
+SECTIONS = {}
+SECONDS = 1.0
+
+
+def section(name):
+    def register(fn):
+        SECTIONS[name] = fn
+        return fn
+    return register
+
+
+def rate(fn, inputs, seconds=None) -> float:
+    """Calls of fn per second over `inputs`, cycled for about `seconds`."""
+    seconds = SECONDS if seconds is None else seconds
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for x in inputs:
+            fn(x)
+        n += len(inputs)
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def report(name: str, per_second: float) -> None:
+    print(f"{name:<44} {per_second:>12,.0f} cases/s  {1e6 / per_second:7.2f} us/case", flush=True)
+
+
+def random_inputs(n: int = 2000, seed: int = 1) -> list[bytes]:
+    """Byte strings as a mutator makes them: short, half in each form (byte 1 bit 1 picks raw)."""
+    rng = random.Random(seed)
+    return [rng.randbytes(rng.randrange(2, 64)) for _ in range(n)]
+
+
+def linux_inputs() -> list[bytes]:
+    out = []
+    for version in LINUX_VERSIONS:
+        for indirect in (False, True):
+            for payload in (0, 5, 4096, 40000):
+                out.append(encode_layout(linux_tx(version, payload, indirect=indirect)))
+            out.append(encode_layout(linux_rx(version, indirect=indirect)))
+    return out
+
+
+def _decode_parse(inputs, label):
+    report(f"{label}: decode", rate(decode, inputs))
+    cases = [decode(b) for b in inputs]
+    for profile in PROFILES:
+        report(f"{label}: parse {profile}", rate(lambda c: parse(c, profile), cases))
+        report(f"{label}: decode+parse {profile}", rate(lambda b: parse(decode(b), profile), inputs))
+
+
+@section("decode+parse random")
+def bench_random():
+    _decode_parse(random_inputs(), "random")
+
+
+@section("decode+parse linux")
+def bench_linux():
+    _decode_parse(linux_inputs(), "linux")
+
+
+def main(argv=None) -> int:
+    global SECONDS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"sections to run (default all): {', '.join(SECTIONS)}")
+    ap.add_argument("--seconds", type=float, default=SECONDS, help="time per figure (default %(default)s)")
+    args = ap.parse_args(argv)
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(map(repr, unknown))}; known: {', '.join(SECTIONS)}")
+    SECONDS = args.seconds
+    print(f"python {sys.version.split()[0]}, {SECONDS:g} s per figure")
+    for name in args.sections or SECTIONS:
+        print(f"== {name}")
+        SECTIONS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
