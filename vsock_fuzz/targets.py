@@ -292,8 +292,7 @@ class CommandTarget:
     def _exchange(self, cases: list, answers: list) -> None:
         """Send cases[len(answers):] and collect answers until done or a fault."""
         frames = self.mode == FRAMES
-        first = len(answers)
-        sent = first
+        sent = len(answers)
         ids: deque[int] = deque()
         deadline = time.monotonic() + self.timeout
         broken = False
@@ -321,9 +320,8 @@ class CommandTarget:
             if isinstance(got, str):
                 answers.append(self._fault("crash", got))
                 return
-            answer = self._decode(got, ids.popleft())
-            answers.append(answer)
-            if answer.faulted:
+            answers.append(self._decode(got, ids.popleft()))
+            if self.proc is None:  # the answer was garbage: a fault, and the target is gone
                 return
             self.failures = 0
             deadline = time.monotonic() + self.timeout
