@@ -5,12 +5,15 @@ guest drivers put on the queues") and on thousands of random binary cases,
 over protocol v1 and over frames-v1."""
 
 import json
+import os
 import random
+import shutil
+import struct
 import subprocess
 
 import pytest
 
-from native import c_target
+from native import SOURCE, c_target
 from vsock_fuzz import binary
 from vsock_fuzz.case import Case, Region, Ring, Write
 from vsock_fuzz.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
@@ -123,3 +126,34 @@ def test_integers_up_to_2_64_minus_1_round_trip():
     out = run_lines([json.dumps(case.to_request(U64_MAX))])
     assert out[0]["id"] == U64_MAX
     assert (out[0]["ok"], out[0].get("error")) == (False, parse(case).error)
+
+
+def test_c_target_survives_mutated_json_and_frames_under_sanitizers(tmp_path):
+    """Mutated request lines and mutated or cut frames: answers, never a memory error (ASan, UBSan)."""
+    c_target()  # skips without a compiler
+    cc = os.environ.get("CC", "cc")
+    exe = tmp_path / "vsock_target_asan"
+    build = subprocess.run([shutil.which(cc) or cc, "-O1", "-g", "-fsanitize=address,undefined",
+                            "-fno-sanitize-recover=all", "-o", str(exe), str(SOURCE)], capture_output=True, text=True)
+    if build.returncode:
+        pytest.skip(f"{cc} cannot build with -fsanitize=address,undefined: {build.stderr[:200]}")
+    rnd = random.Random(11)
+    base = linux_cases() + edge_cases() + random_cases(300, seed=12)
+    lines = []
+    for case in base:
+        text = bytearray(json.dumps(case.to_request(1)).encode())
+        for _ in range(rnd.randrange(1, 5)):
+            text[rnd.randrange(len(text))] = rnd.choice(b'{}[]",:0123456789 \\x')
+        lines.append(bytes(text).replace(b"\n", b" "))
+    v1 = subprocess.run([str(exe)], input=b"\n".join(lines) + b"\n", capture_output=True, timeout=60)
+    assert v1.returncode == 0 and not v1.stderr, v1.stderr[-2000:]
+    assert len(v1.stdout.splitlines()) == len(lines)  # one answer per line, garbage or not
+    frames = [b'{"op":"hello","protocol":1,"modes":["frames-v1"]}\n']
+    for i, case in enumerate(base):
+        raw = bytearray(case.to_binary())
+        for _ in range(rnd.randrange(1, 6)):
+            raw[rnd.randrange(len(raw))] = rnd.randrange(256)
+        raw = raw[:rnd.randrange(2, len(raw) + 1)]
+        frames.append(struct.pack("<II", 4 + len(raw), i) + bytes(raw))
+    fr = subprocess.run([str(exe)], input=b"".join(frames), capture_output=True, timeout=60)
+    assert fr.returncode == 0 and not fr.stderr, fr.stderr[-2000:]

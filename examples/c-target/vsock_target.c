@@ -142,7 +142,8 @@ static char *in_line(size_t *len)
 {
     size_t scanned = 0;
     for (;;) {
-        unsigned char *nl = memchr(in_buf + in_pos + scanned, '\n', in_len - in_pos - scanned);
+        unsigned char *nl = in_len > in_pos + scanned
+                                ? memchr(in_buf + in_pos + scanned, '\n', in_len - in_pos - scanned) : NULL;
         if (nl) {
             char *line = (char *)in_buf + in_pos;
             *len = (size_t)(nl - in_buf) - in_pos;
