@@ -14,6 +14,9 @@ import time
 import pytest
 from hypothesis import Phase, given, settings
 
+from vsock_fuzz.chain import F_WRITE
+from vsock_fuzz.header import HEADER_SIZE
+from vsock_fuzz.layout import Buf, Layout, assemble
 from vsock_fuzz.oracles import evaluate
 from vsock_fuzz.strategies import cases
 from vsock_fuzz.targets import open_target
@@ -33,6 +36,7 @@ def hunt(spec: str, oracle: str):
     """Draw cases until `oracle` fires on the target: (finding, examples, seconds), or None."""
     target = open_target(spec, timeout=1.0)
     count = 0
+    caught = []
 
     @settings(max_examples=LIMIT, database=None, derandomize=True, phases=[Phase.generate])
     @given(cases())
@@ -42,16 +46,18 @@ def hunt(spec: str, oracle: str):
         _, findings = evaluate(target, case)
         for f in findings:
             if f.oracle == oracle:
+                caught.append((f, count, time.perf_counter() - start))
                 raise Caught(f)
 
     start = time.perf_counter()
     try:
         probe()
-    except Caught as c:
-        return c.finding, count, time.perf_counter() - start
+    except Exception:  # Caught, or Hypothesis's report that a stateful target did not fail again
+        if not caught:
+            raise
     finally:
         target.close()
-    return None
+    return caught[0] if caught else None
 
 
 def test_zoo_lists_each_module_once_with_its_oracle():
@@ -81,7 +87,16 @@ def test_zoo_program_shows_the_same_bug(name, module, family):
     assert finding is not None
     target = open_target(f"cmd:{shlex.join([sys.executable, '-m', module])}", timeout=1.0)
     try:
-        answer, findings = evaluate(target, finding.case)
+        if name == "credit_leak":
+            # A state leak needs a history: a packet that leaves the credit part-used, then the
+            # found case a few times.
+            target.parse(assemble(Layout("rx", (Buf(HEADER_SIZE, F_WRITE), Buf(3000, F_WRITE)))))
+            findings = []
+            for _ in range(5):
+                answer, more = evaluate(target, finding.case)
+                findings += more
+        else:
+            answer, findings = evaluate(target, finding.case)
     finally:
         target.close()
     assert ORACLE[name] in {f.oracle for f in findings}, (answer, [f.message for f in findings])

@@ -5,7 +5,7 @@ rx chain gets a different answer depending on what came before."""
 from ._device import SimpleDevice, run
 from ..answer import Answer
 
-REFILL = 64 * 1024
+REFILL = 4096  # a small peer buffer (buf_alloc)
 
 
 class Device(SimpleDevice):
