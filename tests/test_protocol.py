@@ -37,20 +37,25 @@ def random_cases(n, seed):
         yield decode(rng.randbytes(rng.randrange(2, 60)))
 
 
-@pytest.fixture(params=PROFILES)
+@pytest.fixture(params=[(p, t) for p in PROFILES for t in ("v1", "negotiated")], ids="-".join)
 def served(request):
-    target = open_target(f"cmd:{PY} -m vsock_fuzz serve --profile {request.param}", timeout=10)
-    yield target, request.param
+    profile, transport = request.param
+    # modes=() keeps the client on plain protocol v1; otherwise hello may settle on a faster mode
+    modes = {"modes": ()} if transport == "v1" else {}
+    target = open_target(f"cmd:{PY} -m vsock_fuzz serve --profile {profile}", timeout=10, **modes)
+    yield target, profile, transport
     target.close()
 
 
 def test_serve_answers_equal_the_model(served):
-    target, profile = served
+    target, profile, transport = served
     cases = list(linux_cases()) + list(random_cases(300, seed=profile))
     for case in cases:
         assert target.parse(case) == parse(case, profile), case
     assert target.name == f"vsock-fuzz reference ({profile})"
     assert target.restarts == 0
+    if transport == "v1":
+        assert target.mode == "v1"
 
 
 def test_serve_accepts_every_linux_layout_under_spec():
