@@ -85,6 +85,23 @@ def bench_linux():
     _decode_parse(linux_inputs(), "linux")
 
 
+@section("oracles")
+def bench_oracles():
+    """check() alone and decode + model + every oracle (the in-process fuzz loop, goal 50,000/s)."""
+    from vsock_fuzz.oracles import check
+    for label, inputs in (("random", random_inputs()), ("linux", linux_inputs())):
+        cases = [decode(b) for b in inputs]
+        answers = [parse(c) for c in cases]
+        pairs = list(zip(cases, answers))
+        report(f"{label}: check (answer, model, repeat)", rate(lambda p: check(p[0], p[1], model=p[1], repeat=p[1]), pairs))
+
+        def loop(b):
+            case = decode(b)
+            answer = parse(case)
+            check(case, answer, model=answer, repeat=answer)
+        report(f"{label}: decode+parse+check spec", rate(loop, inputs))
+
+
 def main(argv=None) -> int:
     global SECONDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
