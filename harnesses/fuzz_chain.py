@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris/libFuzzer harness: the split-virtqueue chain walk alone (spec 2.7). It must end with
 the chain or a ChainError, after work bounded by the queue size, and never pass 2^32 bytes.
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris/libFuzzer harness: RX buffers (binary cases forced onto the rx queue) through the
 reference model and every oracle; a finding raises an exception naming the oracle.
 

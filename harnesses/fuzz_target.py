@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris/libFuzzer harness: any target (reference[:PROFILE], py:module:callable, cmd:...) through
 every oracle. The target comes from `--target=SPEC` (removed before libFuzzer sees argv) or
 VSOCK_FUZZ_TARGET; VSOCK_FUZZ_PROFILE picks the model profile, VSOCK_FUZZ_FAIL_ON the lowest

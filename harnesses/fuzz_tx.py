@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """atheris/libFuzzer harness: TX packets (binary cases forced onto the tx queue) through the
 reference model and every oracle; a finding raises an exception naming the oracle.
 

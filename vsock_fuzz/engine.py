@@ -138,56 +138,26 @@ def chain_one_input():
 
 # --- the Hypothesis engine ----------------------------------------------------------------
 
-def case_strategy(queue: str | None = None):
-    """Cases drawn from the adversarial strategies (vsock_fuzz.strategies when present)."""
-    from hypothesis import strategies as st
-    try:
-        from . import strategies
-        cases = strategies.cases(queue) if queue else strategies.cases()
-    except (ImportError, AttributeError):
-        cases = _layout_cases(queue)
-    return cases if isinstance(cases, st.SearchStrategy) else st.just(cases)
-
-
-def _layout_cases(queue):
-    """A small stand-in until vsock_fuzz.strategies lands: chains of adversarial buffers laid out by
-    layout.assemble, with lengths and addresses at the boundaries the facts file names."""
-    from hypothesis import strategies as st
-    from .case import Region
-    from .chain import F_INDIRECT, F_NEXT, F_WRITE
-    from .header import Header
-    from .layout import Buf, Layout, assemble
-    lens = st.sampled_from((0, 1, 43, 44, 45, 4096, 4140, 32768, 65536, 65537, 1 << 31, (1 << 32) - 1)) | st.integers(0, (1 << 32) - 1)
-    addrs = st.none() | st.sampled_from((0xFFC, 0x10000 - 44, 0x10000 - 1, 0x10000, 0x1F000)) | st.integers(0, (1 << 64) - 1)
-    flags = st.sampled_from((0, F_WRITE, F_NEXT, F_INDIRECT, F_WRITE | F_NEXT, 8))
-    buf = st.builds(Buf, lens, flags, addrs, st.none() | st.integers(0, 300))
-    bufs = st.recursive(st.lists(buf, min_size=1, max_size=6).map(tuple),
-                        lambda inner: st.lists(buf | st.builds(lambda t: Buf(16 * len(t), F_INDIRECT, table=t), inner),
-                                               min_size=1, max_size=4).map(tuple), max_leaves=12)
-    regions = st.sampled_from(((Region(0, 1 << 20),), (Region(0, 0x10000), Region(0x10000, 0x10000)),
-                               (Region(0, 0x10000), Region(0x20000, 0x10000))))
-    header = (st.integers(0, (1 << 32) - 1) | st.sampled_from((0, 5, 4096, 65536, 65537))).map(lambda n: Header(len=n))
-    q = st.just(queue) if queue else st.sampled_from(("tx", "rx"))
-    sizes = st.sampled_from((256, 1, 2, 16, 32768, 0, 3))
-    return st.builds(lambda q, b, h, r, s, head, mds: assemble(Layout(q, b, h if q == "tx" else None, r, s, head, max_data_size=mds)),
-                     q, bufs, header, regions, sizes, st.integers(0, 260), st.sampled_from((65536, 0, 4096, 1 << 32)))
-
-
 def hypothesis_one_input(on_case, queue: str | None = None):
     """bytes -> on_case(case) through a Hypothesis test's fuzz_one_input (structure-aware)."""
     from hypothesis import HealthCheck, given, settings
+    from .strategies import cases
     test = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))(
-        given(case_strategy(queue))(on_case))
+        given(cases(queue))(on_case))
     return test.hypothesis.fuzz_one_input
 
 
 # --- findings on disk, shared by workers ---------------------------------------------------
 
+STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one whose writer died
+
+
 def claim(out_dir: str, key: str, stem: str) -> str | None:
     """Claim finding `key` for `stem` in `out_dir`; None if ours, else the stem that holds it.
 
-    An exclusive hard link of a complete temporary file: atomic across processes,
-    and a claim is never seen half-written."""
+    An exclusive hard link of a complete temporary file: atomic across processes, and a
+    claim is never seen half-written. A claim whose finding never appeared (its writer was
+    killed in between) is taken over once stale, so a finding is never lost to it."""
     keys = os.path.join(out_dir, ".keys")
     os.makedirs(keys, exist_ok=True)
     path = os.path.join(keys, hashlib.sha1(key.encode()).hexdigest())
@@ -199,9 +169,14 @@ def claim(out_dir: str, key: str, stem: str) -> str | None:
         return None
     except FileExistsError:
         with open(path) as f:
-            return f.read()
+            held = f.read()
+        if not os.path.exists(held + ".finding.json") and time.time() - os.stat(path).st_mtime > STALE_CLAIM:
+            os.replace(tmp, path)
+            return None
+        return held
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class Recorder:
@@ -211,6 +186,8 @@ class Recorder:
         self.out_dir = out_dir
         self.send = send
         self.hits: dict[str, int] = {}
+        self.busy = False      # between a claim and its finding on disk
+        self.on_done = None    # a stop signal that arrived meanwhile
 
     def record(self, findings) -> None:
         from .corpus import write_finding
@@ -221,11 +198,17 @@ class Recorder:
                 continue
             self.hits[key] = 1
             stem = os.path.join(self.out_dir, f.file_stem())
-            held = claim(self.out_dir, key, stem)
-            if held is None:
-                write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
-            self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
-                                   "message": f.message, "rule": f.rule, "stem": held or stem, "new": held is None}})
+            self.busy = True
+            try:
+                held = claim(self.out_dir, key, stem)
+                if held is None:
+                    write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
+                self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
+                                       "message": f.message, "rule": f.rule, "stem": held or stem, "new": held is None}})
+            finally:
+                self.busy = False
+            if self.on_done:
+                self.on_done()
 
 
 # --- the worker process ---------------------------------------------------------------------
@@ -262,8 +245,13 @@ def worker(cfg: dict) -> None:
             os._exit(2)
         check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
         from .oracles import evaluate
-    signal.signal(signal.SIGTERM, finish)
-    signal.signal(signal.SIGINT, finish)
+    def on_signal(*_):
+        if rec.busy:  # finish writing the finding first: no claim without its files
+            rec.on_done = lambda: finish(0)
+        else:
+            finish(0)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
 
     def evaluate_case(case):
         return evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"])[1]
@@ -328,6 +316,7 @@ class Options:
     timeout: float = 2.0
     dict: str | None = None
     minimize_time: float | None = None  # seconds for all minimization; None: a share of max_time
+    stop_on: tuple = ()  # oracle names: stop at the first finding of one (time-to-first-finding benchmark)
 
 
 @dataclass
@@ -515,6 +504,9 @@ class Campaign:
             if self.fatal:
                 self.stop_reason = "the target cannot be used any more"
                 break
+            if o.stop_on and any(d.oracle in o.stop_on for d in self.findings.values()):
+                self.stop_reason = "a finding of " + " or ".join(o.stop_on)
+                break
             if deadline is not None and now >= deadline:
                 self.stop_reason = f"--max-time {o.max_time:g}s reached"
                 break
@@ -672,7 +664,7 @@ class Campaign:
 
     def minimize(self) -> None:
         """One minimized reproducer per distinct finding, inside a time budget."""
-        if not self.findings:
+        if not self.findings or self.o.minimize_time == 0:
             return
         from .corpus import read_case, write_finding
         from .minimize import fires, shrink
@@ -754,7 +746,8 @@ class Campaign:
             for d in shown[:SUMMARY_MAX]:
                 rep = d.minimized or d.stem
                 size = f" (minimized {d.sizes[0]} -> {d.sizes[1]} bytes)" if d.minimized else \
-                    " (not minimized: interrupted)" if self.interrupted else " (not minimized)"
+                    " (not minimized: interrupted)" if self.interrupted else \
+                    "" if self.o.minimize_time == 0 else " (not minimized)"
                 self.say(f"  - {_one_line(d.message)}")
                 self.say(f"    first after {d.first:.1f}s [{d.engine}]; reproducer {rep}.bin{size}")
                 self.say(f"    reproduce: vsock-fuzz replay --target {_quote(o.target)} {rep}.bin")

@@ -1,0 +1,176 @@
+"""Fuzzing figures: exec/s of each harness and engine, time to first finding per zoo bug.
+
+    python benchmarks/bench_fuzz.py [SECTION ...] [--seconds S] [--limit S] [--zoo NAME ...]
+
+Sections:
+  harnesses   exec/s of harnesses/fuzz_*.py under libFuzzer (instrumented, every oracle on),
+              from an empty corpus and from the seed corpus (copied: the seeds stay as they are)
+  per-case    the per-case path in this process without instrumentation, over the corpus a
+              harness run grew, cut into its parts (decode, target, evaluate = target twice +
+              model + oracles)
+  campaign    `vsock-fuzz fuzz --target reference` exec/s for each engine (1 worker)
+  first       seconds to the first finding of each zoo bug's oracle, per engine, from an empty
+              corpus and from the seed corpus (the hypothesis engine mutates choice sequences,
+              so binary seeds do not apply to it); "-" = not found within --limit
+Figures are printed, never asserted: compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vsock_fuzz.engine import Campaign, Options  # noqa: E402
+
+HARNESSES = ("tx", "rx", "chain", "target")
+SECTIONS = ("harnesses", "per-case", "campaign", "first")
+
+
+def harness_rate(name: str, corpus: Path | None, seconds: float, work: Path) -> tuple[float, int, Path]:
+    """(exec/s, execs, grown corpus dir) of one harness run of `seconds`."""
+    grown = work / f"{name}-{'seeds' if corpus else 'empty'}"
+    shutil.rmtree(grown, ignore_errors=True)
+    if corpus:
+        shutil.copytree(corpus, grown, ignore=shutil.ignore_patterns("*.dict"))
+    else:
+        grown.mkdir()
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    r = subprocess.run([sys.executable, str(ROOT / "harnesses" / f"fuzz_{name}.py"), f"-max_total_time={int(seconds)}",
+                        "-seed=1", "-print_final_stats=1", f"-artifact_prefix={work}/", str(grown)],
+                       capture_output=True, text=True, cwd=work, env=env)
+    rate = re.search(r"stat::average_exec_per_sec:\s+(\d+)", r.stderr)
+    runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", r.stderr)
+    if not rate:
+        print(f"  fuzz_{name}: no final stats (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+        return 0.0, 0, grown
+    return float(rate[1]), int(runs[1]), grown
+
+
+def section_harnesses(args, work: Path) -> dict:
+    print(f"{'harness':<18} {'corpus':<8} {'exec/s':>8} {'execs':>9}")
+    grown = {}
+    for name in HARNESSES:
+        for label, corpus in (("empty", None), ("seeds", ROOT / "corpus" / name)):
+            rate, runs, d = harness_rate(name, corpus if corpus and corpus.is_dir() else None, args.seconds, work)
+            grown[name] = d
+            print(f"fuzz_{name:<13} {label:<8} {rate:>8,.0f} {runs:>9,}", flush=True)
+    return grown
+
+
+def rate(fn, inputs, seconds: float) -> float:
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for x in inputs:
+            fn(x)
+        n += len(inputs)
+    return n / (time.perf_counter() - start)
+
+
+def section_per_case(args, work: Path, grown: dict) -> None:
+    from vsock_fuzz.binary import decode
+    from vsock_fuzz.engine import case_checker
+    from vsock_fuzz.oracles import evaluate
+    from vsock_fuzz.targets import open_target
+    d = grown.get("target") or ROOT / "corpus" / "target"
+    inputs = [p.read_bytes() for p in sorted(Path(d).iterdir()) if p.is_file() and not p.name.endswith(".dict")]
+    if not inputs:
+        print("no corpus to measure")
+        return
+    target = open_target("reference")
+    cases = [decode(b) for b in inputs]
+    s = min(args.seconds, 3.0)
+    print(f"{len(inputs)} inputs (mean {sum(map(len, inputs)) / len(inputs):.0f} bytes) from {d}, no instrumentation")
+    for label, fn, xs in (
+        ("decode", decode, inputs),
+        ("target.parse (reference)", target.parse, cases),
+        ("evaluate (every oracle, determinism on)", lambda c: evaluate(target, c), cases),
+        ("evaluate (determinism off)", lambda c: evaluate(target, c, determinism=False), cases),
+        ("decode + evaluate: the per-case path", case_checker(target), inputs),
+    ):
+        r = rate(fn, xs, s)
+        print(f"  {label:<42} {r:>9,.0f} /s {1e6 / r:8.1f} us", flush=True)
+
+
+def run_campaign(opts: Options) -> Campaign:
+    c = Campaign(opts, out=io.StringIO())
+    c.run()
+    return c
+
+
+def section_campaign(args, work: Path) -> None:
+    for engine in ("atheris", "hypothesis"):
+        out = work / f"campaign-{engine}"
+        shutil.rmtree(out, ignore_errors=True)
+        c = run_campaign(Options("reference", max_time=args.seconds, engine=engine, out=str(out), seed=1, minimize_time=0))
+        print(f"  {engine:<11} {c.total_execs() / max(c.elapsed, 1e-9):>9,.0f} exec/s  "
+              f"cov {max(w.cov for w in c.workers)}  corp {max(w.corp for w in c.workers)}", flush=True)
+
+
+def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path) -> float | None:
+    out = work / "first"
+    shutil.rmtree(out, ignore_errors=True)
+    c = run_campaign(Options(target, max_time=limit, engine=engine, out=str(out), seed=1, corpus=seeds,
+                             minimize_time=0, stop_on=(oracle,)))
+    times = [d.first for d in c.findings.values() if d.oracle == oracle]
+    return min(times) if times else None
+
+
+def section_first(args, work: Path) -> None:
+    from vsock_fuzz.zoo import ORACLE, ZOO
+    seeds = [str(ROOT / "corpus" / "target")]
+    print(f"seconds to the first finding (limit {args.limit:g}s, 1 worker, in-process py: targets)")
+    print(f"{'zoo bug':<13} {'oracle':<26} {'atheris/empty':>14} {'atheris/seeds':>14} {'hypothesis':>11}")
+    for name, module, _family in ZOO:
+        if args.zoo and name not in args.zoo:
+            continue
+        spec, oracle = f"py:{module}:parse", ORACLE[name]
+        cells = [first_finding(spec, oracle, "atheris", [], args.limit, work),
+                 first_finding(spec, oracle, "atheris", seeds, args.limit, work),
+                 first_finding(spec, oracle, "hypothesis", [], args.limit, work)]
+        print(f"{name:<13} {oracle:<26} " + " ".join(f"{'-' if t is None else f'{t:.1f}':>14}" for t in cells[:2])
+              + f" {'-' if cells[2] is None else f'{cells[2]:.1f}':>11}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"default all: {', '.join(SECTIONS)}")
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds per exec/s figure (default 10)")
+    ap.add_argument("--limit", type=float, default=60.0, help="seconds before a first finding counts as not found")
+    ap.add_argument("--zoo", nargs="*", default=[], help="only these zoo bugs")
+    args = ap.parse_args(argv)
+    bad = [s for s in args.sections if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section(s) {', '.join(bad)}; known: {', '.join(SECTIONS)}")
+    todo = args.sections or SECTIONS
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
+    with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
+        work = Path(tmp)
+        grown = {}
+        if "harnesses" in todo:
+            print("== harnesses (libFuzzer, instrumented, every oracle on)")
+            grown = section_harnesses(args, work)
+        if "per-case" in todo:
+            print("== per-case path")
+            section_per_case(args, work, grown)
+        if "campaign" in todo:
+            print("== campaign on the reference")
+            section_campaign(args, work)
+        if "first" in todo:
+            print("== time to first finding")
+            section_first(args, work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
