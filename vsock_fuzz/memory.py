@@ -81,11 +81,11 @@ class GuestMemory:
         out = None
         for ws, we, data in self._writes:
             if ws < end and we > gpa:
-                if ws <= gpa and we >= end and out is None:
-                    out = bytearray(data[gpa - ws:end - ws])  # one write covers it all: the usual read
+                if out is None and ws <= gpa and we >= end:
+                    out = data[gpa - ws:end - ws]  # one write covers it all: the usual read
                     continue
-                if out is None:
-                    out = bytearray(size)
+                if type(out) is not bytearray:
+                    out = bytearray(size) if out is None else bytearray(out)
                 lo = max(ws, gpa)
                 hi = min(we, end)
                 out[lo - gpa:hi - gpa] = data[lo - ws:hi - ws]

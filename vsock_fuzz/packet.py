@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from .answer import Answer
 from .case import Case
-from .chain import DESC_SIZE, MAX_QUEUE_SIZE, ChainError, check_queue, walk
+from .chain import DESC_SIZE, F_WRITE, MAX_QUEUE_SIZE, ChainError, check_queue, walk
 from .header import HEADER_SIZE, Header
 from .memory import U64, GuestMemory
 
@@ -67,7 +67,10 @@ def _parse_spec(case: Case, mem: GuestMemory) -> Answer:
     if rx:
         data_slices = stream.take(min(stream.left, case.max_data_size))
         return Answer(True, None, header_slices, data_slices)
-    header = Header.unpack(b"".join(mem.read(a, n) for a, n in header_slices))
+    if len(header_slices) == 1:
+        header = Header.unpack(mem.read(*header_slices[0]))
+    else:
+        header = Header.unpack(b"".join(mem.read(a, n) for a, n in header_slices))
     # Linux and rust-vmm: a payload over max_data_size is refused.
     if header.len > case.max_data_size:
         return Answer.reject("InvalidHeaderLen", "length", f"hdr.len {header.len} > max_data_size {case.max_data_size}")
@@ -95,24 +98,27 @@ class _Stream:
         """
         if n > self.left:
             return None
+        self.left -= n
+        descs, i, off, slices = self.descs, self.i, self.off, self.mem.slices
+        want = F_WRITE if self.rx else 0
         out = []
         while n:
-            d = self.descs[self.i]
+            d = descs[i]
             # 5.10.6 / 2.7.4.1: tx buffers are device-readable, rx buffers device-writable.
-            if d.writable != self.rx:
+            if d.flags & F_WRITE != want:
                 raise ChainError(*_WRONG_DIRECTION[self.rx], f"descriptor at {d.addr:#x} is device-{'readable' if self.rx else 'writable'}")
-            piece = min(n, d.len - self.off)
-            addr = d.addr + self.off
-            cut = self.mem.slices(addr, piece)
+            piece = min(n, d.len - off)
+            addr = d.addr + off
+            cut = slices(addr, piece)
             if cut is None:
                 raise ChainError("InvalidMemoryAccess", "memory", f"buffer [{addr:#x}, +{piece:#x}) is not inside guest memory")
-            out.extend(cut)
+            out += cut
             n -= piece
-            self.left -= piece
-            self.off += piece
-            if self.off == d.len:
-                self.i += 1
-                self.off = 0
+            off += piece
+            if off == d.len:
+                i += 1
+                off = 0
+        self.i, self.off = i, off
         return tuple(out)
 
 
