@@ -636,10 +636,14 @@ def _layout_traits(ctx: _Context) -> list[str]:
         out.append(f"{len(used)} descriptors")
     if any(len(mem.slices(d.addr, d.len) or ()) > 1 for d in used):
         out.append("a buffer crossing adjacent regions")
+    if sum(d.len for d in used) >= 1 << 32:
+        out.append("a chain of 2^32 bytes (the spec's limit, one past u32::MAX)")
     if not ctx.tx and sum(d.len for d in used) == HEADER_SIZE:
         out.append("an rx buffer with room for the header only")
-    if not ctx.tx and len(used) > 1 and used[-1].len > case.max_data_size:
-        out.append("an rx buffer longer than max_data_size")
+    if not ctx.tx and sum(d.len for d in used) - HEADER_SIZE > case.max_data_size:
+        out.append("rx buffers longer than the header plus max_data_size")
+    if any(mem.slices(d.addr, d.len) is None for d in used):
+        out.append("a buffer running out of guest memory past the bytes the packet uses")
     if ctx.tx and len(used) > 1 and used[0].len > HEADER_SIZE:
         out.append("payload in the head descriptor and more descriptors after it")
     if any(d.writable == ctx.tx for d in used):
