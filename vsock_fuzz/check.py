@@ -427,6 +427,14 @@ def _fails(finding) -> bool:
     return finding.family in FAILING or SEVERITY_ORDER[finding.severity] >= SEVERITY_ORDER["error"]
 
 
+def blamed_family(result: Result, strict: bool = False) -> str:
+    """The family a row's verdict comes from: the first failing problem, else the first
+    problem, else the family the row checks."""
+    flags = list(_flags(result, strict))
+    failing = [fam for fam, f in flags if f]
+    return (failing or [fam for fam, _ in flags] or [result.row.family])[0]
+
+
 def judge(result: Result, strict: bool) -> str:
     flags = list(_flags(result, strict))
     if any(failing for _, failing in flags):

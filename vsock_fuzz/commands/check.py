@@ -67,7 +67,7 @@ def run(args) -> int:
     failed = any(v["verdict"] == "fail" for v in families.values())
     counts = {v: sum(1 for r in results if r.verdict == v) for v in ("pass", "warn", "fail")}
 
-    print(render_table(results, quiet=args.quiet))
+    print(render_table(results, quiet=args.quiet, strict=args.strict))
     print()
     for fam, v in families.items():
         print(_family_line(fam, v))
@@ -93,18 +93,23 @@ def _row_entry(res) -> dict:
             "findings": sorted({f.oracle for f in res.findings})}
 
 
-def render_table(results, quiet: bool = False) -> str:
+def render_table(results, quiet: bool = False, strict: bool = False) -> str:
+    """row, family (the one the verdict comes from), expected, got, verdict."""
+    from ..check import blamed_family
     shown = [r for r in results if not quiet or r.verdict != "pass"]
     head = ("row", "family", "expected", "got", "verdict")
-    body = [(r.row.name, r.row.family, r.row.expect, r.got, r.verdict.upper() if r.verdict == "fail" else r.verdict)
+    body = [(r.row.name, blamed_family(r, strict), r.row.expect, r.got, r.verdict.upper() if r.verdict == "fail" else r.verdict)
             for r in shown]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     widths[3] = min(widths[3], 40)
     lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
     lines += ["  ".join(c[:w].ljust(w) for c, w in zip(line, widths)).rstrip() for line in body]
-    for r in shown:
-        for fam, msg in (r.issues if r.verdict == "fail" else ()):
+    for r in (r for r in shown if r.verdict == "fail"):  # why each failing row fails
+        for fam, msg in r.issues:
             lines.append(f"  {r.row.name}: {fam}: {msg}")
+        for f in r.findings:
+            if f.severity != "warning":
+                lines.append(f"  {r.row.name}: {f.oracle} ({f.severity}): {f.message}")
     if quiet and not shown:
         lines.append("(every row passes)")
     return "\n".join(lines)
