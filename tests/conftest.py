@@ -3,8 +3,10 @@
 HYPOTHESIS_PROFILE picks the profile: `dev` (quick, the default on a desk),
 `ci` (the default when CI is set; sized so the suite stays inside CI's
 budget), `fuzz` (long runs: `HYPOTHESIS_PROFILE=fuzz make test`).
-Failing examples are kept in `.hypothesis/examples` (tracked by git, see
-.gitignore) and replayed first on the next run, so a found bug stays found.
+Failing examples are kept in `tests/hypothesis-examples` and replayed first
+on the next run, so a found bug stays found; commit them with the fix's test.
+(Not under `.hypothesis/`: Hypothesis writes a `.gitignore` there that hides
+everything in it from git.)
 """
 
 import os
@@ -13,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-EXAMPLES = Path(__file__).resolve().parent.parent / ".hypothesis" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "hypothesis-examples"
 DATABASE = DirectoryBasedExampleDatabase(str(EXAMPLES))
 
 # Cases are built by composite strategies that draw much; the model is fast but

@@ -217,7 +217,7 @@ def malformed_chains(draw, queue=None):
         bufs[j] = Buf(bufs[j].len, flags ^ (0 if j < len(bufs) - 1 else F_NEXT),
                       next=draw(st.sampled_from((size, size + 1, 0xFFFF))))
     elif kind == "size":
-        size = draw(st.sampled_from((0, 1, 2, 3, 255, MAX_QUEUE_SIZE, MAX_QUEUE_SIZE + 1, 0xFFFF)))
+        size = draw(st.sampled_from((0, 0, 1, 2, 3, 255, MAX_QUEUE_SIZE, MAX_QUEUE_SIZE + 1, 0xFFFF)))
         if size == 1:
             bufs = [Buf(HEADER_SIZE + payload, flags)]
     else:
