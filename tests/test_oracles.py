@@ -333,3 +333,28 @@ def test_every_finding_message_names_no_internal_names():
         case, bad, _ = make()
         for f in check(case, bad):
             assert "Descriptor(" not in f.message and "_Context" not in f.message, f.message
+
+
+# --- check never breaks on what a target may say -----------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from vsock_fuzz.strategies import cases  # noqa: E402
+
+_slices = st.lists(st.tuples(st.one_of(st.integers(0, 0x4000), st.integers(0, 1 << 70)),
+                             st.one_of(st.integers(0, 128), st.integers(0, 1 << 40))), max_size=5)
+_answers = st.one_of(
+    st.builds(Answer, st.just(True), st.one_of(st.none(), st.builds(Header, len=st.integers(0, (1 << 32) - 1))),
+              _slices.map(tuple), _slices.map(tuple)),
+    st.builds(Answer.reject, st.sampled_from(["DescriptorChainTooShort", "Whatever"]), st.just("chain")),
+    st.builds(Answer.fault, st.sampled_from(["crash", "hang"]), st.text(max_size=20)))
+
+
+@given(cases(), _answers, _answers)
+def test_check_takes_any_answer_and_is_deterministic(case, answer, repeat):
+    """Whatever a target answers, `check` returns findings (never raises), the same twice."""
+    first = check(case, answer, model=parse(case), repeat=repeat)
+    assert first == check(case, answer, model=parse(case), repeat=repeat)
+    for f in first:
+        assert f.oracle in ORACLES and f.severity in SEVERITY_ORDER
+        json.dumps(f.to_json())
