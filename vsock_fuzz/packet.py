@@ -16,6 +16,8 @@ Profile `spec` (virtio 1.2, 2.6.4 message framing, 5.10.6 vsock):
     descriptors and descriptors past the end of the packet are not used;
   - the whole chain is walked, so a malformed chain (loop, bad index, bad
     indirect table, over 2^32 bytes) is rejected even past the packet;
+    inside an indirect table the walk is bounded by the table's own size (at
+    most u16::MAX entries, as virtio-queue), not by the queue size;
   - memory is checked for exactly the bytes the answer reports.
 
 Profile `rust-vmm`: rust-vmm virtio-vsock 0.12 `from_tx_virtq_chain` /
@@ -26,7 +28,9 @@ one data descriptor, `FragmentedMemory` on a region crossing. The chain
 iterator returns `None` on every chain error (bad index, loop, unreadable
 descriptor, bad indirect table, over u32::MAX bytes), which the packet code
 reports as `DescriptorChainTooShort`; a head index past the queue is such an
-error too (`AvailIter` hands it to `DescriptorChain::new` unchecked).
+error too (`AvailIter` hands it to `DescriptorChain::new` unchecked). The
+crate takes `max_data_size` as a u32; the model compares the case's value
+as it is, which is what an adapter clamping larger values to u32::MAX does.
 """
 
 from __future__ import annotations
