@@ -316,3 +316,23 @@ def test_rust_vmm_head_is_the_16_bit_value_in_the_ring():
 def test_check_queue_accepts_the_assembled_layout():
     case = lay_case()
     check_queue(GuestMemory(case.regions, case.writes), case.ring)  # does not raise
+
+
+def test_rust_vmm_is_valid_does_not_check_where_a_ring_starts():
+    # Queue::is_valid looks only at the address one past the ring: a descriptor table
+    # starting in a hole passes it, and the chain walk then finds no descriptor
+    case = lay_case(size=8, desc_table=0x1000)
+    hole = case._replace(regions=(Region(0, 0x1000), Region(0x1010, 0x100000 - 0x1010)))
+    assert parse(hole).error == "RingOutOfMemory"
+    r = parse(hole, "rust-vmm")
+    assert (r.error, r.error_class) == ("DescriptorChainTooShort", "chain")
+
+
+def test_rust_vmm_available_ring_fields_are_loaded_from_one_region():
+    # GuestMemory::load (Queue::avail_idx, AvailIter::next) is an atomic access inside one
+    # region: ring[0] straddling two adjacent regions pops nothing; the spec profile reads ring.head
+    case = lay_case(size=8)
+    at = case.ring.avail + 4
+    split = case._replace(regions=(Region(0, at + 1), Region(at + 1, 0x100000 - at - 1)))
+    assert parse(split, "rust-vmm").error == "RingOutOfMemory"
+    assert parse(split).ok
