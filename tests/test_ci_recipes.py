@@ -11,7 +11,6 @@ import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 
 from vsock_fuzz import report
 

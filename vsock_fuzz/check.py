@@ -35,7 +35,7 @@ from .answer import Answer
 from .case import Case, Region
 from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
-from .layout import LINUX_VERSIONS, PAGE, Buf, Layout, assemble, flatten, linux_rx, linux_tx
+from .layout import LINUX_VERSIONS, PAGE, Buf, Layout, assemble, linux_rx, linux_tx
 from .memory import GuestMemory
 from .oracles import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
 
