@@ -316,7 +316,7 @@ class Options:
     timeout: float = 2.0
     dict: str | None = None
     minimize_time: float | None = None  # seconds for all minimization; None: a share of max_time
-    stop_on: tuple = ()  # oracle names: stop at the first finding of one (time-to-first-finding benchmark)
+    stop_on: tuple = ()  # stop at the first finding of one of these oracles or families ("fail": at or above fail_on)
 
 
 @dataclass
@@ -504,8 +504,8 @@ class Campaign:
             if self.fatal:
                 self.stop_reason = "the target cannot be used any more"
                 break
-            if o.stop_on and any(d.oracle in o.stop_on for d in self.findings.values()):
-                self.stop_reason = "a finding of " + " or ".join(o.stop_on)
+            if o.stop_on and any(self.stops(d) for d in self.findings.values()):
+                self.stop_reason = "--stop-on " + " ".join(o.stop_on)
                 break
             if deadline is not None and now >= deadline:
                 self.stop_reason = f"--max-time {o.max_time:g}s reached"
@@ -768,6 +768,11 @@ class Campaign:
         """Whether `d` is at or above --fail-on."""
         from .oracles import SEVERITY_ORDER
         return self.rank(d) >= SEVERITY_ORDER[self.o.fail_on]
+
+    def stops(self, d: Distinct) -> bool:
+        """Whether `d` matches --stop-on: an oracle name, a family, or "fail" (at or above --fail-on)."""
+        return any(d.oracle == s or d.oracle.startswith(s + ".") or (s == "fail" and self.fails(d))
+                   for s in self.o.stop_on)
 
     def status(self) -> int:
         if self.fatal:

@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
                    help="lowest severity that makes the exit status 1 (default: error)")
     p.add_argument("--corpus", nargs="+", default=[], metavar="DIR", help="seed corpus directories (binary cases)")
     p.add_argument("--dict", default=None, metavar="FILE", help="libFuzzer dictionary for the atheris engine")
+    p.add_argument("--stop-on", nargs="+", default=[], metavar="ORACLE",
+                   help="end the campaign at the first finding of these oracles or families "
+                        "(e.g. safety.crash, safety), or 'fail': any finding at or above --fail-on")
     p.add_argument("--minimize-time", type=float, default=None, metavar="S",
                    help="seconds for minimizing the reproducers after the campaign "
                         "(default: a quarter of --max-time, 5 to 60; 0: do not minimize)")
@@ -43,7 +46,8 @@ def run(args) -> int:
     camp = Campaign(Options(
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
-        corpus=args.corpus, timeout=args.timeout, dict=args.dict, minimize_time=args.minimize_time))
+        corpus=args.corpus, timeout=args.timeout, dict=args.dict, minimize_time=args.minimize_time,
+        stop_on=tuple(args.stop_on)))
     code = camp.run()
     if args.json or args.junit or args.markdown:
         _report(rep, camp, code, args)

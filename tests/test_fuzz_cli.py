@@ -1,0 +1,186 @@
+"""`vsock-fuzz fuzz`: progress, summary, exit statuses, findings on disk, interrupts, shared output."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vsock_fuzz.corpus import read_case
+from vsock_fuzz.oracles import evaluate
+from vsock_fuzz.targets import open_target
+
+PY = sys.executable
+SEEDS = Path(__file__).resolve().parent.parent / "corpus" / "target"
+PULSE = re.compile(r"^#\d+\tpulse cov: \d+ corp: \d+ exec/s: \d+ findings: \d+/\d+/\d+ rss: \d+Mb$", re.M)
+QUEUE_ZERO = "py:vsock_fuzz.zoo.queue_zero:parse"  # virtio-queue #173: a crash on queue size 0, found in about a second
+
+
+def fuzz(*args, timeout=120):
+    return subprocess.run([PY, "-m", "vsock_fuzz", "fuzz", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args):
+    return subprocess.Popen([PY, "-m", "vsock_fuzz", "fuzz", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc, text, limit=60.0) -> str:
+    """Read the campaign's output until `text` appears."""
+    seen = ""
+    end = time.monotonic() + limit
+    while text not in seen:
+        assert time.monotonic() < end, f"no {text!r} in:\n{seen}"
+        line = proc.stdout.readline()
+        assert line, f"the campaign ended before {text!r}:\n{seen}{proc.stderr.read()}"
+        seen += line
+    return seen
+
+
+def findings_in(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.finding.json"))]
+
+
+def no_temporary_files(out: Path) -> bool:
+    return not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def workers_alive(out: Path) -> list[int]:
+    """Worker processes of the campaign writing to `out` (its path is on their command line)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"vsock_fuzz.engine" in cmd and str(out).encode() in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+def test_reference_is_clean_exit_0_with_progress_and_summary(tmp_path):
+    out = tmp_path / "out"
+    r = fuzz("--target", "reference", "--max-time", 4, "--out", out, "--seed", 1)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(PULSE.findall(r.stdout)) >= 2  # a steady cadence, libFuzzer-like
+    assert "== vsock-fuzz summary: target reference" in r.stdout
+    assert "no findings" in r.stdout
+    assert findings_in(out) == []
+
+
+def test_zoo_bug_found_exit_1_and_reproducer_replays(tmp_path):
+    out = tmp_path / "out"
+    r = fuzz("--target", QUEUE_ZERO, "--max-time", 60, "--stop-on", "safety.crash", "--out", out,
+             "--seed", 1, "--minimize-time", 3)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "NEW finding: safety.crash (critical)" in r.stdout
+    assert "stopped: --stop-on safety.crash" in r.stdout
+    summary = r.stdout.split("== vsock-fuzz summary")[1]
+    m = re.search(r"^safety\.crash \(critical.*\n  - .*\n    first after [\d.]+s \[atheris\]; reproducer (\S+)\.bin", summary, re.M)
+    assert m, summary
+    stem = m[1]
+    for suffix in (".bin", ".json", ".finding.json"):
+        assert os.path.getsize(stem + suffix) > 0
+    found = json.loads(Path(stem + ".finding.json").read_text())
+    assert found["oracle"] == "safety.crash"
+    # The reproducer still makes the same oracle fire, from either encoding.
+    target = open_target(QUEUE_ZERO)
+    for suffix in (".bin", ".json"):
+        _, fs = evaluate(target, read_case(stem + suffix).case)
+        assert "safety.crash" in {f.oracle for f in fs}
+    assert no_temporary_files(out)
+
+
+def test_fail_on_critical_ignores_lesser_findings(tmp_path):
+    # two_desc (vm-virtio #204) breaks only interop (error) and conformance rules.
+    r = fuzz("--target", "py:vsock_fuzz.zoo.two_desc:parse", "--max-time", 3, "--out", tmp_path,
+             "--seed", 1, "--fail-on", "critical", "--minimize-time", 0)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "interop.linux-rejected (error" in r.stdout
+    assert any(f["oracle"] == "interop.linux-rejected" for f in findings_in(tmp_path))
+
+
+def test_bad_targets_and_options_exit_2_with_one_line(tmp_path):
+    cases = [
+        (["--target", "cmd:/nonexistent/vsock-target"], "cannot start"),
+        (["--target", "cmd:false"], "hello failed"),
+        (["--target", "py:no_such_module:parse"], "cannot load"),
+        (["--target", "nonsense"], "unknown target"),
+        (["--target", "reference", "--corpus", str(tmp_path / "missing")], "does not exist"),
+    ]
+    for args, why in cases:
+        r = fuzz(*args, "--max-time", 2, "--out", tmp_path / "out")
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and why in lines[0], (args, r.stderr)
+    r = fuzz("--max-time", 2)  # no --target: argparse's usage error
+    assert r.returncode == 2
+
+
+def test_cmd_target_crash_and_hang_are_findings_and_the_campaign_goes_on(tmp_path):
+    for zoo, oracle in (("queue_zero", "safety.crash"), ("loop_hang", "safety.hang")):
+        out = tmp_path / zoo
+        r = fuzz("--target", f"cmd:{PY} -m vsock_fuzz.zoo.{zoo}", "--max-time", 5, "--timeout", 0.3,
+                 "--out", out, "--seed", 1, "--minimize-time", 0, "--corpus", SEEDS)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"NEW finding: {oracle} (critical)" in r.stdout
+        assert "stopped: --max-time 5s reached" in r.stdout  # not by the first fault
+        at_finding = int(re.search(rf"^#(\d+)\tNEW finding: {re.escape(oracle)}", r.stdout, re.M)[1])
+        at_end = int(re.search(r"^#(\d+)\tDONE", r.stdout, re.M)[1])
+        assert at_end > at_finding  # the target was restarted and answered more cases
+        assert any(f["oracle"] == oracle for f in findings_in(out))
+
+
+def test_sigint_prints_summary_and_leaves_findings(tmp_path):
+    out = tmp_path / "out"
+    proc = start("--target", QUEUE_ZERO, "--max-time", 60, "--out", out, "--seed", 1, "--jobs", 2)
+    wait_for(proc, "NEW finding: safety.crash")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stdout + stderr
+    assert "stopped: interrupted by SIGINT" in stdout
+    assert "safety.crash (critical" in stdout.split("== vsock-fuzz summary")[1]
+    fs = findings_in(out)
+    assert any(f["oracle"] == "safety.crash" for f in fs)
+    for f in fs:  # every finding complete: its case files next to it
+        stem = out / f"{f['oracle']}-{__import__('hashlib').sha1(bytes.fromhex(f['binary'])).hexdigest()}"
+        assert stem.with_name(stem.name + ".bin").read_bytes() == bytes.fromhex(f["binary"])
+    assert no_temporary_files(out)
+    assert workers_alive(out) == []
+
+
+def test_sigterm_and_workers_sharing_one_directory_deduplicate(tmp_path):
+    out = tmp_path / "shared"
+    # Two campaigns of two workers each, all writing to one directory.
+    a = start("--target", QUEUE_ZERO, "--max-time", 60, "--out", out, "--seed", 1, "--jobs", 2)
+    b = start("--target", QUEUE_ZERO, "--max-time", 60, "--out", out, "--seed", 7, "--jobs", 2)
+    seen = [wait_for(p, "NEW finding: safety.crash") for p in (a, b)]
+    time.sleep(1.0)
+    for p in (a, b):
+        p.send_signal(signal.SIGTERM)
+    outs = [s + p.communicate(timeout=30)[0] for s, p in zip(seen, (a, b))]
+    assert [p.returncode for p in (a, b)] == [1, 1], outs
+    assert all("stopped: interrupted by SIGTERM" in o for o in outs)
+    # Each distinct finding (key) claimed once and written once, by whichever worker came first.
+    claims = list((out / ".keys").iterdir())
+    keys = [f["key"] for f in findings_in(out)]
+    assert len(keys) == len(set(keys)) == len(claims)
+    assert "already in the directory" in "".join(outs)  # the later campaign saw the other's claim
+    assert no_temporary_files(out)
+    assert workers_alive(out) == []
+
+
+def test_hypothesis_engine_drives_the_strategies(tmp_path):
+    # tx_writable (spec 2.7.4.1: tx data read from a device-writable buffer): the direction
+    # strategies make it in about a second.
+    r = fuzz("--target", "py:vsock_fuzz.zoo.tx_writable:parse", "--engine", "hypothesis", "--max-time", 60,
+             "--stop-on", "safety.direction", "--out", tmp_path, "--seed", 1, "--minimize-time", 0)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"NEW finding: safety\.direction \(critical\) after [\d.]+s \[hypothesis\]", r.stdout)
+    assert re.search(r"\(\d+ exec/s; hypothesis \d+\)", r.stdout)
