@@ -120,6 +120,9 @@ def oracle(name: str, severity: str, rule: str):
     return register
 
 
+UNSET = object()
+
+
 class _Context:
     """One answer under check, with what the oracles share, each computed once."""
 
@@ -135,6 +138,8 @@ class _Context:
         self._chain = None
         self._placed = None
         self._outside = None
+        # Computed on first use (UNSET until then; None is a result).
+        self._spec = self._hdr = self._stream = self._linux = UNSET
 
     def emit(self, message: str, signature: str = "", *, severity: str | None = None,
              rule: str | None = None, answer: Answer | None = None) -> None:
@@ -158,7 +163,7 @@ class _Context:
         """The model's answer under `spec` (reusing the differential one when it is that)."""
         if self.model is not None and self.profile == "spec":
             return self.model
-        if not hasattr(self, "_spec"):
+        if self._spec is UNSET:
             self._spec = parse(self.case, "spec")
         return self._spec
 
@@ -215,14 +220,20 @@ class _Chain:
                 ends.append(e)
         return starts, ends
 
-    def covers(self, addr: int, n: int, writable: bool | None = None) -> bool:
-        """Whether [addr, addr+n) lies inside the chain's buffers (of one direction if given)."""
+    def _union_of(self, writable):
         key = "_all" if writable is None else "_rw" if writable else "_ro"
         union = getattr(self, key)
         if union is None:
-            union = self._union(writable)
+            if writable is not None and all(d.writable == writable for d in self.used):
+                union = self._union_of(None)  # every buffer has this direction: the same union
+            else:
+                union = self._union(writable)
             setattr(self, key, union)
-        starts, ends = union
+        return union
+
+    def covers(self, addr: int, n: int, writable: bool | None = None) -> bool:
+        """Whether [addr, addr+n) lies inside the chain's buffers (of one direction if given)."""
+        starts, ends = self._union_of(writable)
         i = bisect_right(starts, addr) - 1
         return i >= 0 and addr + n <= ends[i]
 
@@ -389,7 +400,7 @@ def header_bytes(ctx: _Context) -> None:
 
 def _true_header(ctx: _Context) -> Header | None:
     """The header as the bytes under header_slices hold it, when they are 44 mapped bytes."""
-    if not hasattr(ctx, "_hdr"):
+    if ctx._hdr is UNSET:
         hs, mem = ctx.answer.header_slices, ctx.mem
         ok = _total(hs) == HEADER_SIZE and all(mem.contains(a, n) for a, n in hs)
         ctx._hdr = Header.unpack(b"".join(mem.read(a, n) for a, n in hs)) if ok else None
@@ -446,7 +457,7 @@ def stream_gap(ctx: _Context) -> None:
 
 def _stream_walk(ctx: _Context):
     """Where header and data sit in the chain's byte stream: ("order"|"gap", message, signature) tuples."""
-    if hasattr(ctx, "_stream"):
+    if ctx._stream is not UNSET:
         return ctx._stream
     ctx._stream = out = []
     ans, chain = ctx.answer, ctx.chain
@@ -490,7 +501,7 @@ def _stream_walk(ctx: _Context):
 
 def linux_shape(ctx: _Context) -> str | None:
     """The Linux driver layout this chain is, from the walked chain (None if none)."""
-    if hasattr(ctx, "_linux"):
+    if ctx._linux is not UNSET:
         return ctx._linux
     ctx._linux = None
     chain, case, mem = ctx.chain, ctx.case, ctx.mem
