@@ -39,6 +39,17 @@ Decisions where the issue is silent:
     rest of a head descriptor, as rust-vmm does when the head has NEXT) is a
     conformance warning (2.6.4: no assumptions on descriptor layout); data
     that goes backwards or out of order is a fidelity error.
+  - A target that accepts a well-formed chain the spec model accepts too is
+    not re-checked for chain malformations (the model walked it all).
+
+What the rust-vmm profile of the model shows (its documented gaps, nothing
+under safety or fidelity): interop.linux-rejected for Linux >= 6.17
+multi-fragment tx; conformance.valid-rejected for spec-valid layouts it
+refuses (header split over descriptors, buffers crossing adjacent regions,
+rx buffers longer than the header plus max_data_size, a lone 44-byte rx
+buffer, 2^32-byte chains); conformance.stream-gap when a head with payload
+also has NEXT; conformance.malformed-accepted for malformed chain tails its
+lazy walk never reaches. tests/test_strategies.py holds it to that.
 """
 
 from __future__ import annotations
