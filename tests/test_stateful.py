@@ -6,7 +6,7 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from vsock_fuzz.stateful import Device, QueueMachine, SplitQueue
-from vsock_fuzz.targets import ModelTarget, PythonTarget
+from vsock_fuzz.targets import ModelTarget, PythonTarget, open_target
 from vsock_fuzz.zoo import credit_leak
 
 STEPS = settings(stateful_step_count=40)
@@ -67,3 +67,14 @@ def test_device_refuses_more_pending_than_the_queue_holds():
         q.publish(0)
     with pytest.raises(AssertionError, match="pending on a queue of 2"):
         Device(q, 0).pop()
+
+
+def test_unbounded_work_per_pop_is_caught():
+    """zoo loop_hang walks a looping chain without the queue-size bound: the pop that meets
+    the driver's first looping chain reports a hang."""
+    class Unbounded(QueueMachine):
+        target = open_target("py:vsock_fuzz.zoo.loop_hang:parse")
+
+    with pytest.raises(AssertionError, match="safety.hang"):
+        run_state_machine_as_test(Unbounded, settings=settings(max_examples=200, stateful_step_count=40, database=None,
+                                                               derandomize=True, phases=[Phase.generate]))
