@@ -16,7 +16,7 @@ campaign    a flaky target (tests/hostile/hostile.py flaky) crashing on 1% of
             10-minute run): every fault must be reported and the run go on
 
 The C target is built with `make c-target` first. Figures are printed, never
-asserted: compare runs on the same machine.
+asserted: compare runs on the same machine. Rates are the best of three runs.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def cpu_of(pid: int) -> float:
 
 
 def run(target, mix: list, seconds: float, batch: int) -> tuple[int, float, float, float]:
+    """The fastest of three runs of `seconds`/3 (the machine may be busy with other work)."""
+    return min((run_once(target, mix, seconds / 3, batch) for _ in range(3)), key=lambda r: r[1] / r[0])
+
+
+def run_once(target, mix: list, seconds: float, batch: int) -> tuple[int, float, float, float]:
     """(cases, wall s, harness CPU s, target CPU s) for about `seconds` of work."""
     proc = getattr(target, "proc", None)
     target_cpu0 = cpu_of(proc.pid) if proc else 0.0
@@ -129,27 +134,31 @@ def share(args) -> None:
             decode_answer(frames[i])
 
     def timed(fn) -> float:
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < args.seconds:
+        best = float("inf")
+        for _ in range(5):  # the fastest round: the machine may be busy with other work
+            start = time.perf_counter()
             fn()
-            n += len(mix)
-        return us(time.perf_counter() - start, n)
+            best = min(best, us(time.perf_counter() - start, len(mix)))
+        return best
 
     v1_us, fr_us = timed(v1_codec), timed(frames_codec)
     print(f"client codec alone, v1:        {v1_us:6.2f} us/case (to_request + json.dumps + json.loads + Answer.from_json)")
     print(f"client codec alone, frames-v1: {fr_us:6.2f} us/case (to_binary + frame + decode_answer)")
     if not C_TARGET.exists():
         return
+    codec = {"v1": v1_us, "frames-v1": fr_us}
     for label, kw in (("v1", {"modes": ()}), ("frames-v1", {})):
         target = open_target(f"cmd:{C_TARGET}", **kw)
         target.parse(mix[0])
         for batch, call in ((1, "parse"), (BATCH, "parse_many")):
-            n, wall, cpu, tcpu = run(target, mix, args.seconds, batch)
-            w = us(wall, n)
-            print(f"C target {label:<9} {call:<10}: {w:6.2f} us/case wall = harness CPU {us(cpu, n):5.2f} "
-                  f"({100 * cpu / wall:3.0f}%) + target CPU {us(tcpu, n):5.2f} ({100 * tcpu / wall:3.0f}%) "
-                  f"+ waiting {max(w - us(cpu + tcpu, n), 0):5.2f}", flush=True)
+            n, wall, _, tcpu = run(target, mix, args.seconds, batch)
+            w, t = us(wall, n), us(tcpu, n)
+            h = codec[label]
+            print(f"C target {label:<9} {call:<10}: {w:6.2f} us/case = harness codec {h:5.2f} ({100 * h / w:3.0f}%)"
+                  f" + target CPU {t:5.2f} ({100 * t / w:3.0f}%) + pipes and scheduling {max(w - h - t, 0):5.2f}",
+                  flush=True)
         target.close()
+    print("(the harness CPU column of `throughput` includes the 50 us poll for an answer)")
 
 
 def rss_kib(pid: int | str = "self") -> int:
