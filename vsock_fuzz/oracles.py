@@ -581,7 +581,8 @@ def _linux_rule(shape: str) -> str:
 
 def _stream_exact(ctx: _Context) -> bool:
     """Whether the answer is the chain's first 44 bytes then the next `want` bytes, with `want`
-    hdr.len (tx) or the rest of the chain up to max_data_size (rx): cheap, from the shared walk."""
+    hdr.len (tx), or 1 up to the rest of the chain capped at max_data_size (rx: a device may
+    offer less room than the buffer has, not none): cheap, from the shared walk."""
     ans, chain = ctx.answer, ctx.chain
     if _total(ans.header_slices) != HEADER_SIZE or _stream_walk(ctx):
         return False
@@ -590,7 +591,8 @@ def _stream_exact(ctx: _Context) -> bool:
     if ctx.tx:
         want = _tx_len(ctx)
     else:
-        want = min(sum(d.len for d in chain.used) - HEADER_SIZE, ctx.case.max_data_size)
+        room = min(sum(d.len for d in chain.used) - HEADER_SIZE, ctx.case.max_data_size)
+        return 0 < _total(ans.data_slices) <= room
     return _total(ans.data_slices) == want
 
 
