@@ -19,6 +19,8 @@ from vsock_fuzz.zoo import ORACLE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGRESSIONS = os.path.join(ROOT, "corpus", "regressions")
 FINDINGS = sorted(glob.glob(os.path.join(REGRESSIONS, "*.finding.json")))
+# Findings against a zoo target are replayed against it; others (a real device's) only on the reference.
+ZOO_FINDINGS = [p for p in FINDINGS if "vsock_fuzz.zoo." in (json.load(open(p)).get("target") or "")]
 
 
 def local(spec: str) -> str:
@@ -50,11 +52,10 @@ def test_regressions_are_clean_on_the_reference():
         assert not findings, f"{item.path}: {[f.message for f in findings]}"
 
 
-@pytest.mark.parametrize("path", FINDINGS, ids=lambda p: os.path.basename(p).split("-")[0] + "-" + p[-20:-13])
+@pytest.mark.parametrize("path", ZOO_FINDINGS, ids=lambda p: os.path.basename(p).split("-")[0] + "-" + p[-20:-13])
 def test_stored_finding_fires_on_its_target(path):
     entry = read_case(path)
     spec = entry.finding["target"]
-    assert "vsock_fuzz.zoo." in spec
     target = open_target(local(spec))  # a new target: state from other cases cannot help
     try:
         _, findings = evaluate(target, entry.case)
