@@ -148,12 +148,14 @@ class QueueMachine(RuleBasedStateMachine):
         if sum(lens) < HEADER_SIZE:
             lens[-1] = SLOT
         loop = data.draw(st.integers(0, 9), label="loop") == 0  # now and then a chain a driver must not write
+        flip = data.draw(st.integers(0, 9 * n), label="flip")  # and now and then a buffer of the wrong direction
         descs = [self.free.pop(data.draw(st.integers(0, len(self.free) - 1), label="pick")) for _ in range(n)]
         q = self.q
         for k, (i, length) in enumerate(zip(descs, lens)):
             last = k == n - 1
             nxt = descs[0] if last and loop else (0 if last else descs[k + 1])
-            q.write_desc(i, q.data + SLOT * i, length, (F_WRITE if rx else 0) | (F_NEXT if not last or loop else 0), nxt)
+            flags = (F_WRITE if rx != (k == flip) else 0) | (F_NEXT if not last or loop else 0)
+            q.write_desc(i, q.data + SLOT * i, length, flags, nxt)
         if not rx:
             payload = data.draw(st.integers(0, sum(lens) - HEADER_SIZE), label="payload")
             for addr, chunk in scatter(Header(len=payload).pack(), [(q.data + SLOT * i, m) for i, m in zip(descs, lens)]):
