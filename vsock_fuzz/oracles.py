@@ -308,6 +308,12 @@ def coalesce(slices) -> list[tuple[int, int]]:
     return [(a, n) for a, n in out]
 
 
+def same_bytes(got, want) -> bool:
+    """Whether two slice lists name the same bytes in the same order, however cut."""
+    want = want or ()
+    return list(got) == list(want) or coalesce(got) == coalesce(want)
+
+
 def normalise(mem: GuestMemory, slices) -> tuple[tuple[int, int], ...]:
     """Canonical slices: coalesced, then cut at region boundaries (each piece in one region)."""
     out = []
@@ -474,14 +480,14 @@ def _stream_walk(ctx: _Context):
     ans, chain = ctx.answer, ctx.chain
     if _outside_chain(ctx):
         return out  # safety.slice-in-chain has said it
-    hs = coalesce(ans.header_slices)
-    if _total(hs) == HEADER_SIZE and hs != coalesce(chain.stream(0, HEADER_SIZE) or ()):
+    hs = ans.header_slices
+    if _total(hs) == HEADER_SIZE and not same_bytes(hs, chain.stream(0, HEADER_SIZE)):
         out.append(("order", f"header_slices {[list(s) for s in ans.header_slices]} are not the first "
                              f"{HEADER_SIZE} bytes of the chain ({chain.stream(0, HEADER_SIZE)})", "header"))
         return out
-    ds = coalesce(ans.data_slices)
-    if ds == coalesce(chain.stream(HEADER_SIZE, _total(ds)) or ()):
+    if same_bytes(ans.data_slices, chain.stream(HEADER_SIZE, _total(ans.data_slices))):
         return out
+    ds = coalesce(ans.data_slices)
     # Map each data byte range to its position in the stream, moving forward only.
     starts, pos = [], 0
     for d in chain.used:
@@ -623,7 +629,7 @@ def linux_slices(ctx: _Context) -> None:
     mem, ans = ctx.mem, ctx.answer
     want_h, want_d = _expected(ctx)
     # Equal coalesced forms are equal normalised forms (the region cut is a function of them).
-    if coalesce(ans.header_slices) != coalesce(want_h) or coalesce(ans.data_slices) != coalesce(want_d):
+    if not same_bytes(ans.header_slices, want_h) or not same_bytes(ans.data_slices, want_d):
         got_h, got_d = normalise(mem, ans.header_slices), normalise(mem, ans.data_slices)
         ctx.emit(f"a Linux {ctx.case.queue} packet ({shape}) was accepted with header_slices "
                  f"{list(got_h)} and data_slices {list(got_d)}; the driver put the header at {want_h} and "
@@ -708,8 +714,7 @@ def differential(ctx: _Context, strict: bool = False) -> None:
                      "different-header", severity=sev)
         if ans.header_slices == model.header_slices and ans.data_slices == model.data_slices:
             return
-        if (coalesce(ans.header_slices), coalesce(ans.data_slices)) != (
-                coalesce(model.header_slices), coalesce(model.data_slices)):
+        if not same_bytes(ans.header_slices, model.header_slices) or not same_bytes(ans.data_slices, model.data_slices):
             got = (normalise(mem, ans.header_slices), normalise(mem, ans.data_slices))
             want = (normalise(mem, model.header_slices), normalise(mem, model.data_slices))
             ctx.emit(f"the target reports header_slices {list(got[0])}, data_slices {list(got[1])}; "
