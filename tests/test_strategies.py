@@ -169,3 +169,18 @@ def test_rust_vmm_shows_only_its_documented_gaps(family):
             if f.oracle == "conformance.valid-rejected":
                 assert f.signature, "a refused spec-valid layout is named by its traits"
     run()
+
+
+@pytest.mark.parametrize("kind,predicate", [
+    ("nested", lambda l: any(b.flags & F_INDIRECT for t in l.bufs for b in t.table)),
+    ("self-referencing", lambda l: l.bufs[0].flags & F_INDIRECT and l.bufs[0].addr == 0),
+    ("len not a multiple of 16", lambda l: any(b.flags & F_INDIRECT and b.len % 16 for b in l.bufs)),
+    ("zero len", lambda l: any(b.flags & F_INDIRECT and b.len == 0 for b in l.bufs)),
+    ("INDIRECT+NEXT", lambda l: len(l.bufs) > 1 and l.bufs[0].flags & F_INDIRECT),
+    ("table in a hole", lambda l: any(b.flags & F_INDIRECT and b.addr and b.addr + b.len > l.regions[0].end for b in l.bufs)),
+    ("WRITE on the table descriptor", lambda l: any(b.flags & F_INDIRECT and b.flags & F_WRITE for b in l.bufs)),
+])
+def test_indirect_edges_cover_each_edge(kind, predicate):
+    lay = some(indirect_edges(), predicate)
+    if kind != "WRITE on the table descriptor":
+        assert not parse(assemble(lay)).ok, kind
