@@ -13,6 +13,17 @@
 Every family takes `queue=None` ("tx", "rx" or either). `layouts()` draws
 from all of them, `cases()` assembles; `binary_cases()` decodes raw bytes
 with the binary form, for everything the families do not think of.
+
+In a device's own test suite:
+
+    from hypothesis import given
+    from vsock_fuzz.oracles import check
+    from vsock_fuzz.strategies import cases
+
+    @given(cases())
+    def test_my_device(case):
+        bad = [f for f in check(case, my_parse(case)) if f.severity != "warning"]
+        assert not bad, bad[0].message
 """
 
 from __future__ import annotations
