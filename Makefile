@@ -34,8 +34,9 @@ bench-targets: $(STAMP) $(C_TARGET)
 test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 	$(BIN)/python -m pytest -q
 
+# A newcomer's first campaign: the model under every oracle, 30 s from the seed corpus.
 fuzz: $(STAMP)
-	$(BIN)/vsock-fuzz fuzz --target reference --max-time 30
+	$(BIN)/vsock-fuzz fuzz --target reference --max-time 30 --corpus corpus/target --dict corpus/vsock.dict --out fuzz-out
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

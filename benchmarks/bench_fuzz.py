@@ -9,9 +9,10 @@ Sections:
               harness run grew, cut into its parts (decode, target, evaluate = target twice +
               model + oracles)
   campaign    `vsock-fuzz fuzz --target reference` exec/s for each engine (1 worker)
-  first       seconds to the first finding of each zoo bug's oracle, per engine, from an empty
-              corpus and from the seed corpus (the hypothesis engine mutates choice sequences,
-              so binary seeds do not apply to it); "-" = not found within --limit
+  first       median seconds to the first finding of each zoo bug's oracle over --repeat seeds,
+              per engine, from an empty corpus and from the seed corpus (the hypothesis engine
+              mutates choice sequences, so binary seeds do not apply to it); "-" = not found
+              within --limit in most runs. VSOCK_FUZZ_UNINSTRUMENTED leaves modules out of coverage.
 Figures are printed, never asserted: compare runs on the same machine.
 """
 
@@ -117,29 +118,39 @@ def section_campaign(args, work: Path) -> None:
               f"cov {max(w.cov for w in c.workers)}  corp {max(w.corp for w in c.workers)}", flush=True)
 
 
-def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path) -> float | None:
+def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path, seed: int) -> float | None:
     out = work / "first"
     shutil.rmtree(out, ignore_errors=True)
-    c = run_campaign(Options(target, max_time=limit, engine=engine, out=str(out), seed=1, corpus=seeds,
+    c = run_campaign(Options(target, max_time=limit, engine=engine, out=str(out), seed=seed, corpus=seeds,
                              minimize_time=0, stop_on=(oracle,)))
     times = [d.first for d in c.findings.values() if d.oracle == oracle]
     return min(times) if times else None
 
 
+def cell(times: list) -> str:
+    """Median seconds over the runs (a run that found nothing counts as infinite), and how many found it."""
+    found = sorted(t for t in times if t is not None)
+    ranked = found + [float("inf")] * (len(times) - len(found))
+    med = ranked[len(ranked) // 2]
+    return f"{'-' if med == float('inf') else f'{med:.1f}'} ({len(found)}/{len(times)})"
+
+
 def section_first(args, work: Path) -> None:
     from vsock_fuzz.zoo import ORACLE, ZOO
     seeds = [str(ROOT / "corpus" / "target")]
-    print(f"seconds to the first finding (limit {args.limit:g}s, 1 worker, in-process py: targets)")
-    print(f"{'zoo bug':<13} {'oracle':<26} {'atheris/empty':>14} {'atheris/seeds':>14} {'hypothesis':>11}")
+    columns = [("atheris/empty", "atheris", []), ("atheris/seeds", "atheris", seeds), ("hypothesis", "hypothesis", [])]
+    kind = "cmd: programs" if args.cmd else "in-process py: targets"
+    print(f"median seconds to the first finding over {args.repeat} seeds (found/runs; limit {args.limit:g}s, "
+          f"1 worker, {kind}, uninstrumented: {os.environ.get('VSOCK_FUZZ_UNINSTRUMENTED') or 'none'})")
+    print(f"{'zoo bug':<13} {'oracle':<26}" + "".join(f" {label:>15}" for label, _, _ in columns))
     for name, module, _family in ZOO:
         if args.zoo and name not in args.zoo:
             continue
-        spec, oracle = f"py:{module}:parse", ORACLE[name]
-        cells = [first_finding(spec, oracle, "atheris", [], args.limit, work),
-                 first_finding(spec, oracle, "atheris", seeds, args.limit, work),
-                 first_finding(spec, oracle, "hypothesis", [], args.limit, work)]
-        print(f"{name:<13} {oracle:<26} " + " ".join(f"{'-' if t is None else f'{t:.1f}':>14}" for t in cells[:2])
-              + f" {'-' if cells[2] is None else f'{cells[2]:.1f}':>11}", flush=True)
+        spec = f"cmd:{sys.executable} -m {module}" if args.cmd else f"py:{module}:parse"
+        oracle = ORACLE[name]
+        cells = [cell([first_finding(spec, oracle, engine, corpus, args.limit, work, seed)
+                       for seed in range(1, args.repeat + 1)]) for _, engine, corpus in columns]
+        print(f"{name:<13} {oracle:<26}" + "".join(f" {c:>15}" for c in cells), flush=True)
 
 
 def main(argv=None) -> int:
@@ -148,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per exec/s figure (default 10)")
     ap.add_argument("--limit", type=float, default=60.0, help="seconds before a first finding counts as not found")
     ap.add_argument("--zoo", nargs="*", default=[], help="only these zoo bugs")
+    ap.add_argument("--repeat", type=int, default=3, help="runs (libFuzzer seeds 1..N) per first-finding figure")
+    ap.add_argument("--cmd", action="store_true", help="zoo bugs as cmd: programs rather than py: targets")
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]
     if bad:

@@ -94,10 +94,16 @@ def raise_on(findings, fail_on: str = "error") -> None:
 
 
 def instrumented(target: str) -> list[str]:
-    """Packages to instrument for coverage: ours, and a `py:` target's own."""
+    """Packages to instrument for coverage: ours and a `py:` target's."""
     if target.startswith("py:"):
         return ["vsock_fuzz", target.split(":")[1].split(".")[0]]
     return ["vsock_fuzz"]
+
+
+def uninstrumented() -> list[str]:
+    """Modules left out of coverage (VSOCK_FUZZ_UNINSTRUMENTED, comma-separated): cheaper cases,
+    less guidance; for measuring the trade-off (benchmarks/bench_fuzz.py)."""
+    return [m for m in os.environ.get("VSOCK_FUZZ_UNINSTRUMENTED", "").split(",") if m]
 
 
 def one_input(target: str = "reference", *, queue: str | None = None, profile: str = "spec",
@@ -236,7 +242,7 @@ def worker(cfg: dict) -> None:
             pass
         os._exit(code)
 
-    with atheris.instrument_imports(include=instrumented(cfg["target"])):
+    with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
         from .targets import TargetError, open_target
         try:
             target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"])
@@ -245,6 +251,7 @@ def worker(cfg: dict) -> None:
             os._exit(2)
         check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
         from .oracles import evaluate
+
     def on_signal(*_):
         if rec.busy:  # finish writing the finding first: no claim without its files
             rec.on_done = lambda: finish(0)
@@ -404,6 +411,8 @@ class Campaign:
             os.makedirs(o.out, exist_ok=True)
         except OSError as e:
             raise UsageError(f"cannot create output directory {o.out!r}: {e.strerror or e}") from None
+        if not os.access(o.out, os.W_OK | os.X_OK):
+            raise UsageError(f"output directory {o.out!r} is not writable")
 
     def probe(self) -> None:
         """Open the target and have it answer one Linux packet, so a target that cannot start
@@ -514,7 +523,8 @@ class Campaign:
                 self.stop_reason = "--runs reached" if o.runs else "every worker stopped"
                 break
             if now >= next_status:
-                self.status_line("pulse")
+                if self.total_execs():  # nothing to say while the workers start
+                    self.status_line("pulse")
                 next_status += every
         self.stop_workers()
         self.elapsed = time.monotonic() - self.start
