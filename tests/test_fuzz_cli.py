@@ -184,3 +184,30 @@ def test_hypothesis_engine_drives_the_strategies(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert re.search(r"NEW finding: safety\.direction \(critical\) after [\d.]+s \[hypothesis\]", r.stdout)
     assert re.search(r"\(\d+ exec/s; hypothesis \d+\)", r.stdout)
+
+
+DIES_AFTER_FIRST_CASE = """
+import json, os, sys
+marker = sys.argv[1]
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "hello":
+        print(json.dumps({"ok": True, "protocol": 1, "name": "dies", "version": "0"}), flush=True)
+    elif os.path.exists(marker):
+        sys.exit(3)  # every case after the first one, in every process
+    else:
+        open(marker, "w").close()
+        print(json.dumps({"id": req["id"], "ok": False, "error": "Nope"}), flush=True)
+"""
+
+
+def test_target_that_stops_answering_ends_the_campaign_with_exit_2(tmp_path):
+    prog = tmp_path / "dies.py"
+    prog.write_text(DIES_AFTER_FIRST_CASE)
+    out = tmp_path / "out"
+    r = fuzz("--target", f"cmd:{PY} {prog} {tmp_path / 'marker'}", "--max-time", 60, "--out", out,
+             "--minimize-time", 0)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "stopped: the target cannot be used any more" in r.stdout
+    assert re.search(r"^error: .*restarted \d+ times in a row", r.stdout, re.M)
+    assert any(f["oracle"] == "safety.crash" for f in findings_in(out))  # what it did is still reported
