@@ -21,9 +21,10 @@ finding and prints its own summary):
     findings); the parent also reads libFuzzer's own status lines on the
     worker's stderr for `cov` and `corp`. A worker whose parent is gone gets
     EPIPE on that pipe and exits.
-  - Findings are de-duplicated by `Finding.key()` across workers and across
-    campaigns sharing one directory by claiming `DIR/.keys/<sha1 of key>`
-    with an atomic exclusive link; the claim holds the finding's file stem.
+  - Findings are de-duplicated by `Finding.key()` (per target) across workers
+    and across campaigns sharing one directory by claiming
+    `DIR/.keys/<sha1 of target and key>` with an atomic exclusive link; the
+    claim holds the finding's file stem.
   - Engine `atheris` mutates the binary case form (`binary.decode` is total).
     Engine `hypothesis` is the same worker whose TestOneInput is a Hypothesis
     test's `fuzz_one_input`: libFuzzer mutates the choice sequence the
@@ -206,7 +207,8 @@ class Recorder:
             stem = os.path.join(self.out_dir, f.file_stem())
             self.busy = True
             try:
-                held = claim(self.out_dir, key, stem)
+                # Claimed per target: another target's finding with the same key is not this one.
+                held = claim(self.out_dir, f"{f.target}\n{key}", stem)
                 if held is None:
                     write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
                 self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
