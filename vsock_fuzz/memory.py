@@ -7,7 +7,7 @@ kept as they are, so a 2^40-byte region costs nothing.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 U64 = 1 << 64
 
@@ -22,15 +22,39 @@ class MemoryFault(Exception):
 
 
 class GuestMemory:
-    __slots__ = ("_starts", "_ends", "_writes", "log")
+    __slots__ = ("_starts", "_ends", "_at", "_pieces", "log")
 
     def __init__(self, regions, writes=()):
         ordered = sorted(regions)  # Regions are (gpa, size) tuples: by gpa
         self._starts = [r[0] for r in ordered]
         self._ends = [r[0] + r[1] for r in ordered]
-        # Later writes win, as in the protocol ("applied in order").
-        self._writes = [(w.gpa, w.gpa + len(w.data), w.data) for w in writes if w.data]
+        # Contents: the writes flattened into disjoint (start, end, bytes) pieces sorted by
+        # address, so a read is one bisect; `_at` holds the pieces' starts.
+        self._at: list[int] = []
+        self._pieces: list[tuple[int, int, bytes]] = []
+        for w in writes:
+            if w.data:
+                self._put(w.gpa, w.data)
         self.log: list[tuple[str, int, int]] = []
+
+    def _put(self, gpa: int, data: bytes) -> None:
+        """Lay `data` over the contents: later writes win, as in the protocol ("applied in order")."""
+        end = gpa + len(data)
+        at, pieces = self._at, self._pieces
+        i = bisect_right(at, gpa) - 1  # the piece starting at or before gpa
+        if i < 0 or pieces[i][1] <= gpa:
+            i += 1
+        j = bisect_left(at, end, i)    # pieces[i:j] overlap [gpa, end)
+        new = [(gpa, end, data)]
+        if i < j:
+            s, e, d = pieces[i]
+            if s < gpa:  # keep what lies before the new bytes
+                new.insert(0, (s, gpa, d[:gpa - s]))
+            s, e, d = pieces[j - 1]
+            if e > end:  # and what lies after them
+                new.append((end, e, d[end - s:]))
+        at[i:j] = [p[0] for p in new]
+        pieces[i:j] = new
 
     def region_index(self, gpa: int) -> int:
         """Index (in gpa order) of the region holding `gpa`, or -1 in a hole."""
@@ -78,22 +102,27 @@ class GuestMemory:
             raise MemoryFault(gpa, size)
         self.log.append(("r", gpa, size))
         end = gpa + size
-        out = None
-        for ws, we, data in self._writes:
-            if ws < end and we > gpa:
-                if out is None and ws <= gpa and we >= end:
-                    out = data[gpa - ws:end - ws]  # one write covers it all: the usual read
-                    continue
-                if type(out) is not bytearray:
-                    out = bytearray(size) if out is None else bytearray(out)
-                lo = max(ws, gpa)
-                hi = min(we, end)
-                out[lo - gpa:hi - gpa] = data[lo - ws:hi - ws]
-        return bytes(size) if out is None else bytes(out)
+        pieces = self._pieces
+        i = bisect_right(self._at, gpa) - 1
+        if i >= 0:
+            s, e, data = pieces[i]
+            if end <= e:  # one piece holds it all: the usual read
+                return data[gpa - s:end - s]
+            if e <= gpa:
+                i += 1
+        else:
+            i = 0
+        out = bytearray(size)  # unwritten bytes read zero
+        while i < len(pieces) and pieces[i][0] < end:
+            s, e, data = pieces[i]
+            lo, hi = max(s, gpa), min(e, end)
+            out[lo - gpa:hi - gpa] = data[lo - s:hi - s]
+            i += 1
+        return bytes(out)
 
     def write(self, gpa: int, data: bytes) -> None:
         if data and self.slices(gpa, len(data)) is None:
             raise MemoryFault(gpa, len(data))
         self.log.append(("w", gpa, len(data)))
         if data:
-            self._writes.append((gpa, gpa + len(data), bytes(data)))
+            self._put(gpa, bytes(data))
