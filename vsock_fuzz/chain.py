@@ -132,3 +132,54 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
         if not desc.flags & F_NEXT:
             return
         index = desc.next
+
+
+class Walked:
+    """One case's guest memory, queue check and whole chain under the spec's rules, each
+    computed once. `walked(case)` keeps the last case's: the model parses a case twice
+    (determinism) and the oracles look at the same chain, so the walk is done once."""
+
+    __slots__ = ("case", "mem", "_queue_error", "_chain")
+
+    def __init__(self, case):
+        self.case = case
+        self.mem = GuestMemory(case.regions, case.writes)
+        self._queue_error = self._chain = None
+
+    @property
+    def queue_error(self) -> ChainError | None:
+        """The first rule the queue set-up breaks (size, alignment, rings in memory, head)."""
+        if self._queue_error is None:
+            try:
+                check_queue(self.mem, self.case.ring)
+                self._queue_error = False
+            except ChainError as e:
+                self._queue_error = e
+        return self._queue_error or None
+
+    @property
+    def chain(self) -> tuple[tuple[Descriptor, ...], ChainError | None]:
+        """The buffers up to the first rule the chain breaks, and that rule (None: the whole
+        chain is well-formed). The available ring holds the head as a le16
+        (target-protocol.md), so the walk starts at head mod 2^16, as a device that pops it."""
+        if self._chain is None:
+            ring = self.case.ring
+            descs: list[Descriptor] = []
+            try:
+                for d in walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF):
+                    descs.append(d)
+                self._chain = tuple(descs), None
+            except ChainError as e:
+                self._chain = tuple(descs), e
+        return self._chain
+
+
+_last: Walked | None = None
+
+
+def walked(case) -> Walked:
+    """The `Walked` of `case`, shared while the same case object is asked for again."""
+    global _last
+    if _last is None or _last.case is not case:
+        _last = Walked(case)
+    return _last

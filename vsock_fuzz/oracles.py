@@ -61,7 +61,7 @@ from dataclasses import dataclass, replace
 
 from .answer import Answer
 from .case import Case
-from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, ChainError, check_queue, walk
+from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, ChainError, Walked, walk, walked
 from .header import FIELD_NAMES, HEADER_SIZE, OP_RW, Header
 from .memory import U64, GuestMemory
 from .packet import parse
@@ -145,7 +145,7 @@ class _Context:
         self.model = model
         self.tx = case.queue == "tx"
         self.current: Oracle | None = None
-        self._mem = None
+        self.walked = walked(case)  # memory and chain, shared with the model's parse of this case
         self._chain = None
         self._placed = None
         self._outside = None
@@ -160,14 +160,12 @@ class _Context:
 
     @property
     def mem(self) -> GuestMemory:
-        if self._mem is None:
-            self._mem = GuestMemory(self.case.regions, self.case.writes)
-        return self._mem
+        return self.walked.mem
 
     @property
     def chain(self) -> "_Chain":
         if self._chain is None:
-            self._chain = _Chain(self.mem, self.case.ring)
+            self._chain = _Chain(self.walked)
         return self._chain
 
     def spec_answer(self) -> Answer:
@@ -182,43 +180,28 @@ class _Context:
 class _Chain:
     """The chain as a lenient walk sees it (see the module docstring)."""
 
-    def __init__(self, mem: GuestMemory, ring):
-        self.mem = mem
-        self.ring = ring
-        self.error: ChainError | None = None  # the first rule the chain breaks
-        descs: list = []
-        # The available ring holds the head as a le16 (target-protocol.md), so a device that
-        # pops it walks from head mod 2^16: both are this chain's head.
-        head = ring.head & 0xFFFF
-        try:
-            for d in walk(mem, ring.desc_table, ring.size, head):
-                descs.append(d)
-        except ChainError as e:
-            self.error = e
-            if e.name in ("ChainTooLarge", "IndirectWithNext"):
-                # Not a reason to stop: the buffers are still the driver's.
-                descs = []
-                try:
-                    for d in walk(mem, ring.desc_table, ring.size, head,
-                                  max_chain_bytes=U64 << 32, reject_indirect_next=False):
-                        descs.append(d)
-                except ChainError:
-                    pass
+    def __init__(self, w: Walked):
+        self.mem = mem = w.mem
+        ring = w.case.ring
+        descs, self.error = w.chain  # the first rule the chain breaks (None: none)
+        if self.error is not None and self.error.name in ("ChainTooLarge", "IndirectWithNext"):
+            # Not a reason to stop: the buffers are still the driver's.
+            descs = []
+            try:
+                for d in walk(mem, ring.desc_table, ring.size, ring.head & 0xFFFF,
+                              max_chain_bytes=U64 << 32, reject_indirect_next=False):
+                    descs.append(d)
+            except ChainError:
+                pass
         self.descs = descs
         self.used = [d for d in descs if d.len]  # the byte stream: zero-length buffers carry nothing
         self._all = self._rw = self._ro = None
-        self._queue = False
+        self._walked = w
 
     @property
     def queue_error(self) -> ChainError | None:
         """The first rule the queue set-up breaks (size, alignment, rings in memory, head)."""
-        if self._queue is False:
-            try:
-                check_queue(self.mem, self.ring)
-                self._queue = None
-            except ChainError as e:
-                self._queue = e
-        return self._queue
+        return self._walked.queue_error
 
     def _union(self, which):
         spans = sorted({(d.addr, d.addr + d.len) for d in self.used if which is None or d.writable == which})

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from .answer import Answer
 from .case import Case
-from .chain import DESC_SIZE, F_WRITE, MAX_QUEUE_SIZE, ChainError, check_queue, walk
+from .chain import DESC_SIZE, F_WRITE, MAX_QUEUE_SIZE, ChainError, Walked, walk, walked
 from .header import HEADER_SIZE, Header
 from .memory import U64, GuestMemory
 
@@ -45,14 +45,13 @@ PROFILES = ("spec", "rust-vmm")
 
 
 def parse(case: Case, profile: str = "spec") -> Answer:
-    mem = GuestMemory(case.regions, case.writes)
+    w = walked(case)
     try:
         if profile == "spec":
-            check_queue(mem, case.ring)
-            return _parse_spec(case, mem)
+            return _parse_spec(case, w)
         if profile == "rust-vmm":
-            _check_queue_rust_vmm(mem, case.ring)
-            return _parse_rust_vmm(case, mem)
+            _check_queue_rust_vmm(w.mem, case.ring)
+            return _parse_rust_vmm(case, w.mem)
     except ChainError as e:
         return Answer.reject(e.name, e.kind, e.detail)
     raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -60,9 +59,14 @@ def parse(case: Case, profile: str = "spec") -> Answer:
 
 # --- spec --------------------------------------------------------------------
 
-def _parse_spec(case: Case, mem: GuestMemory) -> Answer:
-    ring = case.ring
-    chain = list(walk(mem, ring.desc_table, ring.size, ring.head))
+def _parse_spec(case: Case, w: Walked) -> Answer:
+    # The queue set-up, then the whole chain (walked once per case: chain.walked).
+    error = w.queue_error
+    if error is None:
+        chain, error = w.chain
+    if error is not None:
+        return Answer.reject(error.name, error.kind, error.detail)
+    mem = w.mem
     rx = case.queue == "rx"
     stream = _Stream(chain, mem, rx)
     header_slices = stream.take(HEADER_SIZE)
