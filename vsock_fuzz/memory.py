@@ -63,9 +63,12 @@ class GuestMemory:
             return i
         return -1
 
-    def region_end(self, gpa: int) -> int:
-        """End of the region holding `gpa`; the caller knows it is mapped."""
-        return self._ends[bisect_right(self._starts, gpa) - 1]
+    def region_end(self, gpa: int) -> int | None:
+        """End of the region holding `gpa`, None in a hole."""
+        i = bisect_right(self._starts, gpa) - 1
+        if i >= 0 and gpa < self._ends[i]:
+            return self._ends[i]
+        return None
 
     def slices(self, gpa: int, size: int):
         """[gpa, gpa+size) cut at region boundaries, or None if any byte is unmapped.

@@ -58,12 +58,13 @@ import hashlib
 import shlex
 from bisect import bisect_right
 from dataclasses import dataclass, replace
+from operator import attrgetter, itemgetter
 
 from .answer import Answer
 from .case import Case
-from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, ChainError, Walked, walk, walked
+from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE, ChainError, Walked, walk, walked
 from .header import FIELD_NAMES, HEADER_SIZE, OP_RW, Header
-from .memory import U64, GuestMemory
+from .memory import U64, GuestMemory, MemoryFault
 from .packet import parse
 from .targets import ModelTarget
 
@@ -195,7 +196,11 @@ class _Chain:
                 pass
         self.descs = descs
         self.used = [d for d in descs if d.len]  # the byte stream: zero-length buffers carry nothing
-        self._all = self._rw = self._ro = None
+        self.total = sum(map(attrgetter("len"), self.used))  # bytes in the stream
+        directions = {d.flags & F_WRITE for d in self.used}
+        # The one direction of every used buffer (None: both or none), to share one union.
+        self.writable = bool(directions.pop()) if len(directions) == 1 else None
+        self._unions: dict = {}
         self._walked = w
 
     @property
@@ -203,31 +208,27 @@ class _Chain:
         """The first rule the queue set-up breaks (size, alignment, rings in memory, head)."""
         return self._walked.queue_error
 
-    def _union(self, which):
-        spans = sorted({(d.addr, d.addr + d.len) for d in self.used if which is None or d.writable == which})
-        starts, ends = [], []
-        for s, e in spans:
-            if ends and s <= ends[-1]:
-                ends[-1] = max(ends[-1], e)
-            else:
-                starts.append(s)
-                ends.append(e)
-        return starts, ends
-
-    def _union_of(self, writable):
-        key = "_all" if writable is None else "_rw" if writable else "_ro"
-        union = getattr(self, key)
+    def _union(self, writable):
+        """The chain's used buffers (of one direction if given) merged: sorted (starts, ends)."""
+        union = self._unions.get(writable)
         if union is None:
-            if writable is not None and all(d.writable == writable for d in self.used):
-                union = self._union_of(None)  # every buffer has this direction: the same union
-            else:
-                union = self._union(writable)
-            setattr(self, key, union)
+            want = None if writable is None else F_WRITE if writable else 0
+            spans = sorted({(d.addr, d.addr + d.len) for d in self.used if want is None or d.flags & F_WRITE == want})
+            starts, ends = [], []
+            for s, e in spans:
+                if ends and s <= ends[-1]:
+                    ends[-1] = max(ends[-1], e)
+                else:
+                    starts.append(s)
+                    ends.append(e)
+            union = self._unions[writable] = starts, ends
         return union
 
     def covers(self, addr: int, n: int, writable: bool | None = None) -> bool:
         """Whether [addr, addr+n) lies inside the chain's buffers (of one direction if given)."""
-        starts, ends = self._union_of(writable)
+        if writable is not None and writable == self.writable:
+            writable = None  # every buffer has this direction: the same union
+        starts, ends = self._union(writable)
         i = bisect_right(starts, addr) - 1
         return i >= 0 and addr + n <= ends[i]
 
@@ -254,19 +255,15 @@ class _Chain:
         return out if not n else None
 
 
-def _slices(answer: Answer):
-    for i, s in enumerate(answer.header_slices):
-        yield "header_slices", i, s
-    for i, s in enumerate(answer.data_slices):
-        yield "data_slices", i, s
-
-
 def _placed(ctx) -> list:
     """(field, index, addr, len, end of the region holding addr or None) per non-empty slice."""
     if ctx._placed is None:
-        mem = ctx.mem
-        ctx._placed = [(f, i, a, n, mem.region_end(a) if a + n <= U64 and mem.region_index(a) >= 0 else None)
-                       for f, i, (a, n) in _slices(ctx.answer) if n]
+        mem, placed = ctx.mem, []
+        for field, slices in (("header_slices", ctx.answer.header_slices), ("data_slices", ctx.answer.data_slices)):
+            for i, (a, n) in enumerate(slices):
+                if n:
+                    placed.append((field, i, a, n, mem.region_end(a) if a + n <= U64 else None))
+        ctx._placed = placed
     return ctx._placed
 
 
@@ -310,8 +307,11 @@ def _span(a: int, n: int) -> str:
     return f"[{a:#x}, {n}]"
 
 
+_LENGTH = itemgetter(1)  # of an (addr, len) slice
+
+
 def _total(slices) -> int:
-    return sum(n for _, n in slices)
+    return sum(map(_LENGTH, slices))
 
 
 # --- safety (critical) -----------------------------------------------------------
@@ -389,8 +389,8 @@ def header_bytes(ctx: _Context) -> None:
         ctx.emit("the target accepted a tx packet but reported no header", "missing")
         return
     raw = _true_header(ctx)
-    if raw is None:
-        return  # header-size or a safety oracle has said why
+    if raw is None or hdr == raw:
+        return  # None: header-size or a safety oracle has said why
     wrong = [f"{name} {got} (memory holds {want})"
              for name, got, want in zip(FIELD_NAMES, hdr, raw) if got != want]
     if wrong:
@@ -402,8 +402,12 @@ def _true_header(ctx: _Context) -> Header | None:
     """The header as the bytes under header_slices hold it, when they are 44 mapped bytes."""
     if ctx._hdr is UNSET:
         hs, mem = ctx.answer.header_slices, ctx.mem
-        ok = _total(hs) == HEADER_SIZE and all(mem.contains(a, n) for a, n in hs)
-        ctx._hdr = Header.unpack(b"".join(mem.read(a, n) for a, n in hs)) if ok else None
+        ctx._hdr = None
+        if _total(hs) == HEADER_SIZE:
+            try:
+                ctx._hdr = Header.unpack(b"".join([mem.read(a, n) for a, n in hs]))
+            except MemoryFault:
+                pass
     return ctx._hdr
 
 
@@ -580,7 +584,7 @@ def _stream_exact(ctx: _Context) -> bool:
     if ctx.tx:
         want = _tx_len(ctx)
     else:
-        room = min(sum(d.len for d in chain.used) - HEADER_SIZE, ctx.case.max_data_size)
+        room = min(chain.total - HEADER_SIZE, ctx.case.max_data_size)
         return 0 < _total(ans.data_slices) <= room
     return _total(ans.data_slices) == want
 
@@ -590,7 +594,7 @@ def _expected(ctx: _Context):
     if ctx.tx:
         n = Header.unpack(ctx.mem.read(chain.descs[0].addr, HEADER_SIZE)).len
     else:
-        n = min(sum(d.len for d in chain.used) - HEADER_SIZE, case.max_data_size)
+        n = min(chain.total - HEADER_SIZE, case.max_data_size)
     return chain.stream(0, HEADER_SIZE), chain.stream(HEADER_SIZE, n)
 
 
@@ -649,11 +653,11 @@ def _layout_traits(ctx: _Context) -> list[str]:
         out.append(f"{len(used)} descriptors")
     if any(len(mem.slices(d.addr, d.len) or ()) > 1 for d in used):
         out.append("a buffer crossing adjacent regions")
-    if sum(d.len for d in used) >= 1 << 32:
+    if chain.total >= 1 << 32:
         out.append("a chain of 2^32 bytes (the spec's limit, one past u32::MAX)")
-    if not ctx.tx and sum(d.len for d in used) == HEADER_SIZE:
+    if not ctx.tx and chain.total == HEADER_SIZE:
         out.append("an rx buffer with room for the header only")
-    if not ctx.tx and sum(d.len for d in used) - HEADER_SIZE > case.max_data_size:
+    if not ctx.tx and chain.total - HEADER_SIZE > case.max_data_size:
         out.append("rx buffers longer than the header plus max_data_size")
     if any(mem.slices(d.addr, d.len) is None for d in used):
         out.append("a buffer running out of guest memory past the bytes the packet uses")
