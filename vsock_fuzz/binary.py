@@ -70,7 +70,9 @@ class Reader:
 
     def varint(self) -> int:
         data, p, n = self.data, self.pos, len(self.data)
-        if p < n and data[p] < 0x80:  # one byte: the usual case
+        if p >= n:
+            return 0  # missing bytes read as zero
+        if data[p] < 0x80:  # one byte: the usual case
             self.pos = p + 1
             return data[p]
         v = shift = 0
@@ -186,8 +188,8 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
     if not regions:
         regions.append(Region(0, DEFAULT_REGION_SIZE))
 
-    recs = []  # (len, flags, addr, next, indirect entry count) in encoding order
-    indirect = False
+    recs = []    # the descriptors in encoding order
+    counts = []  # and how many of the records after each form its indirect table
     for _ in range(rd.count8()):
         ctl = u8()
         flags = (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
@@ -202,13 +204,9 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
             off = varint()
             addr = (reg.gpa + off if anchor == 1 else reg.end - off) & MASK64
         nxt = u8() | u8() << 8 if ctl & 8 else None
-        count = u8() if ctl & 2 else 0
-        indirect = indirect or count > 0
-        recs.append((length, flags, addr, nxt, count))
-    if indirect:
-        bufs, _ = _tables(recs, 0, len(recs))
-    else:
-        bufs = tuple(Buf(length, flags, addr, nxt) for length, flags, addr, nxt, _ in recs)
+        counts.append(u8() if ctl & 2 else 0)
+        recs.append(Buf(length, flags, addr, nxt))
+    bufs = _tables(recs, counts, 0, len(recs))[0] if any(counts) else tuple(recs)
 
     # the header fields, read for rx too so the extra writes sit at the same place
     src_cid, dst_cid, src_port, dst_port, hlen, htype, op, hflags, buf_alloc, fwd_cnt = (
@@ -229,16 +227,16 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
                   (regions[0].gpa + table_off) & MASK64, None, mds, tuple(extra))
 
 
-def _tables(recs, pos: int, count: int):
-    """`count` buffers from recs[pos:], an INDIRECT record taking the records after it as its table."""
+def _tables(recs, counts, pos: int, count: int):
+    """`count` buffers from recs[pos:], a record with counts[i] > 0 taking the records after it as its table."""
     bufs = []
     while len(bufs) < count and pos < len(recs):
-        length, flags, addr, nxt, sub = recs[pos]
+        buf, sub = recs[pos], counts[pos]
         pos += 1
-        entries = ()
         if sub:
-            entries, pos = _tables(recs, pos, sub)
-        bufs.append(Buf(length, flags, addr, nxt, entries))
+            entries, pos = _tables(recs, counts, pos, sub)
+            buf = buf._replace(table=entries)
+        bufs.append(buf)
     return tuple(bufs), pos
 
 

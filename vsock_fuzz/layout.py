@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .case import Case, Region, Ring, avail_ring_writes, clip
-from .chain import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
+from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 
 PAGE = 4096
@@ -86,6 +86,8 @@ def assemble(lay: Layout) -> Case:
         cursor = (cursor + length + 7) & ~7
         return at
 
+    pack = DESC_STRUCT.pack
+
     def lay_table(bufs, at: int) -> None:
         entries = []
         for i, b in enumerate(bufs):
@@ -98,7 +100,7 @@ def assemble(lay: Layout) -> Case:
             last = i == len(bufs) - 1
             flags = ((0 if last else F_NEXT) ^ b.flags) & 0xFFFF
             nxt = (i + 1 if b.next is None else b.next) & 0xFFFF
-            entries.append(pack_descriptor(addr & 0xFFFFFFFFFFFFFFFF, b.len & 0xFFFFFFFF, flags, nxt))
+            entries.append(pack(addr & 0xFFFFFFFFFFFFFFFF, b.len & 0xFFFFFFFF, flags, nxt))
         if entries:
             raw.insert(0, (at, b"".join(entries)))
 
