@@ -80,7 +80,7 @@ def check_queue(mem: GuestMemory, ring) -> None:
     ):
         if addr % align:
             raise ChainError("MisalignedRing", "queue", f"{name} at {addr:#x} is not {align}-aligned")
-        if not mem.contains(addr, length):
+        if mem.slices(addr, length) is None:  # length > 0: the size is
             raise ChainError("RingOutOfMemory", "queue", f"{name} [{addr:#x}, +{length:#x}) is not inside guest memory")
     # The available ring names the head; an index past the table is no chain.
     if ring.head >= size:

@@ -35,6 +35,8 @@ as it is, which is what an adapter clamping larger values to u32::MAX does.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from .answer import Answer
 from .case import Case
 from .chain import DESC_SIZE, F_WRITE, MAX_QUEUE_SIZE, ChainError, Walked, walk, walked
@@ -97,7 +99,7 @@ class _Stream:
         self.rx = rx
         self.i = 0    # current descriptor
         self.off = 0  # bytes of it already consumed
-        self.left = sum(d.len for d in self.descs)
+        self.left = sum(map(attrgetter("len"), self.descs))
 
     def take(self, n: int):
         """Slices for the next n bytes (cut at region boundaries), None if the stream ends first.
