@@ -126,18 +126,23 @@ def check_regions(regions) -> None:
 
 def covered(regions, gpa: int, size: int) -> bool:
     """Whether [gpa, gpa+size) lies inside the union of `regions`."""
-    end = gpa + size
-    if end > U64:
-        return False
+    return _outside(regions, gpa, gpa + size) is None
+
+
+def _outside(regions, gpa: int, end: int):
+    """None when [gpa, end) lies inside memory (one region, or adjacent ones); else the
+    (lo, hi) part of it inside each region it meets, by address (regions never overlap)."""
     for r in regions:  # the usual case: inside one region
         if r.gpa <= gpa and end <= r.gpa + r.size:
-            return True
-    for r in sorted(regions):  # by gpa (regions never share one)
-        if gpa >= end:
-            break
-        if r.gpa <= gpa < r.end:
-            gpa = r.end
-    return gpa >= end
+            return None
+    spans = []
+    for r in sorted(regions):
+        lo, hi = max(gpa, r.gpa), min(end, r.gpa + r.size)
+        if lo < hi:
+            spans.append((lo, hi))
+    if end <= U64 and sum(hi - lo for lo, hi in spans) == end - gpa:
+        return None
+    return spans
 
 
 def avail_ring_writes(regions, ring: Ring) -> list[Write]:
@@ -157,12 +162,7 @@ def clip(regions, gpa: int, data: bytes) -> list[Write]:
     An empty write touches no memory and is kept as it is, so a request's
     writes survive the binary form unchanged.
     """
-    if covered(regions, gpa, len(data)):
+    spans = _outside(regions, gpa, gpa + len(data))
+    if spans is None:
         return [Write(gpa, data)]
-    out = []
-    end = gpa + len(data)
-    for r in sorted(regions):
-        lo, hi = max(gpa, r.gpa), min(end, r.end)
-        if lo < hi:
-            out.append(Write(lo, data[lo - gpa:hi - gpa]))
-    return out
+    return [Write(lo, data[lo - gpa:hi - gpa]) for lo, hi in spans]
