@@ -213,7 +213,8 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
         varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint())
     header = None
     if queue == "tx":
-        auto_len = min(max(stream_len(bufs) - HEADER_SIZE, 0), 0xFFFFFFFF)
+        # Every record sits once in the flat list (tables still empty): the same bytes as the chain.
+        auto_len = min(max(stream_len(recs) - HEADER_SIZE, 0), 0xFFFFFFFF)
         header = Header(
             _minus_one(src_cid, 3), _minus_one(dst_cid, 2), src_port & 0xFFFFFFFF, dst_port & 0xFFFFFFFF,
             _minus_one(hlen, auto_len) & 0xFFFFFFFF, _minus_one(htype, 1) & 0xFFFF, _minus_one(op, 5) & 0xFFFF,
