@@ -69,21 +69,18 @@ class Reader:
         return self.u8() | self.u8() << 8
 
     def varint(self) -> int:
-        data, p, n = self.data, self.pos, len(self.data)
-        if p >= n:
+        data, p = self.data, self.pos
+        if p >= len(data):
             return 0  # missing bytes read as zero
         if data[p] < 0x80:  # one byte: the usual case
             self.pos = p + 1
             return data[p]
-        v = shift = 0
-        while p < n and shift < 70:
-            b = data[p]
-            p += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
+        v = 0
+        for i, b in enumerate(data[p:p + 10]):  # at most 10 bytes; the last one lacks bit 7
+            v |= (b & 0x7F) << 7 * i
             if b < 0x80:
                 break
-        self.pos = p
+        self.pos = p + i + 1
         return v & MASK64
 
     def count(self) -> int:
