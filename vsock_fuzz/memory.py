@@ -77,14 +77,14 @@ class GuestMemory:
         slices, so every piece returned lies in exactly one region.
         """
         end = gpa + size
-        if end > U64:
-            return None
         starts, ends = self._starts, self._ends
         i = bisect_right(starts, gpa) - 1
         if i < 0 or gpa >= ends[i]:
             return None
         if end <= ends[i]:  # the common case: inside one region
             return [(gpa, size)]
+        if end > U64:
+            return None
         out = [(gpa, ends[i] - gpa)]
         gpa = ends[i]
         i += 1
