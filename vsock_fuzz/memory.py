@@ -22,20 +22,27 @@ class MemoryFault(Exception):
 
 
 class GuestMemory:
-    __slots__ = ("_starts", "_ends", "_at", "_pieces", "log")
+    __slots__ = ("_starts", "_ends", "_writes", "_at", "_pieces", "log")
 
     def __init__(self, regions, writes=()):
         ordered = sorted(regions)  # Regions are (gpa, size) tuples: by gpa
         self._starts = [r[0] for r in ordered]
         self._ends = [r[0] + r[1] for r in ordered]
-        # Contents: the writes flattened into disjoint (start, end, bytes) pieces sorted by
-        # address, so a read is one bisect; `_at` holds the pieces' starts.
+        self._writes = writes
         self._at: list[int] = []
-        self._pieces: list[tuple[int, int, bytes]] = []
-        for w in writes:
-            if w.data:
-                self._put(w.gpa, w.data)
+        self._pieces: list[tuple[int, int, bytes]] | None = None
         self.log: list[tuple[str, int, int]] = []
+
+    def _contents(self) -> list[tuple[int, int, bytes]]:
+        """The writes flattened into disjoint (start, end, bytes) pieces sorted by address, so a
+        read is one bisect (`_at` holds their starts); built on first use, as a case whose queue
+        is refused is never read."""
+        if self._pieces is None:
+            self._pieces = []
+            for w in self._writes:
+                if w.data:
+                    self._put(w.gpa, w.data)
+        return self._pieces
 
     def _put(self, gpa: int, data: bytes) -> None:
         """Lay `data` over the contents: later writes win, as in the protocol ("applied in order")."""
@@ -105,7 +112,7 @@ class GuestMemory:
             raise MemoryFault(gpa, size)
         self.log.append(("r", gpa, size))
         end = gpa + size
-        pieces = self._pieces
+        pieces = self._contents()
         i = bisect_right(self._at, gpa) - 1
         if i >= 0:
             s, e, data = pieces[i]
@@ -128,4 +135,5 @@ class GuestMemory:
             raise MemoryFault(gpa, len(data))
         self.log.append(("w", gpa, len(data)))
         if data:
+            self._contents()
             self._put(gpa, bytes(data))
