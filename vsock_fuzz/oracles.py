@@ -146,7 +146,7 @@ class _Context:
         self.model = model
         self.tx = case.queue == "tx"
         self.current: Oracle | None = None
-        self.walked = walked(case)  # memory and chain, shared with the model's parse of this case
+        self._walked = None
         self._chain = None
         self._placed = None
         self._outside = None
@@ -158,6 +158,13 @@ class _Context:
         o = self.current
         self.out.append(Finding(o.name, o.family, severity or o.severity, rule or o.rule, message,
                                 self.case, answer or self.answer, signature))
+
+    @property
+    def walked(self) -> Walked:
+        """Memory and chain, shared with the model's parse of this case."""
+        if self._walked is None:
+            self._walked = walked(self.case)
+        return self._walked
 
     @property
     def mem(self) -> GuestMemory:
