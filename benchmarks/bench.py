@@ -91,8 +91,11 @@ def bench_linux():
 
 @section("oracles")
 def bench_oracles():
-    """check() alone and decode + model + every oracle (the in-process fuzz loop, goal 50,000/s)."""
-    from vsock_fuzz.oracles import check
+    """check() alone, decode + model + every oracle, and decode + evaluate on the reference: the
+    harness's per-case path (the model twice for determinism, then every oracle; goal 50,000/s)."""
+    from vsock_fuzz.oracles import check, evaluate
+    from vsock_fuzz.targets import open_target
+    reference = open_target("reference")
     for label, inputs in (("random", random_inputs()), ("linux", linux_inputs())):
         cases = [decode(b) for b in inputs]
         answers = [parse(c) for c in cases]
@@ -104,6 +107,7 @@ def bench_oracles():
             answer = parse(case)
             check(case, answer, model=answer, repeat=answer)
         report(f"{label}: decode+parse+check spec", rate(loop, inputs))
+        report(f"{label}: decode+evaluate reference", rate(lambda b: evaluate(reference, decode(b)), inputs))
 
 
 def main(argv=None) -> int:
