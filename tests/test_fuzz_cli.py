@@ -211,3 +211,26 @@ def test_target_that_stops_answering_ends_the_campaign_with_exit_2(tmp_path):
     assert "stopped: the target cannot be used any more" in r.stdout
     assert re.search(r"^error: .*restarted \d+ times in a row", r.stdout, re.M)
     assert any(f["oracle"] == "safety.crash" for f in findings_in(out))  # what it did is still reported
+
+
+def test_findings_below_fail_on_are_kept_up_to_a_cap_and_all_counted(tmp_path):
+    from dataclasses import replace
+
+    from vsock_fuzz.binary import decode, encode_layout
+    from vsock_fuzz.engine import KEEP_BELOW, Recorder
+    from vsock_fuzz.layout import linux_tx
+    from vsock_fuzz.oracles import Finding
+    case = decode(encode_layout(linux_tx("6.2", 8)))
+    _, fs = evaluate(open_target("py:vsock_fuzz.zoo.two_desc:parse"), case)
+    error = next(f for f in fs if f.severity == "error")
+    warning = next(f for f in fs if f.severity == "warning")
+    sent = []
+    rec = Recorder(str(tmp_path), sent.append, "error")
+    # Distinct keys (signatures) on distinct cases, as a lenient device answers them.
+    many = [replace(warning, signature=f"s{i}", case=case._replace(max_data_size=i)) for i in range(KEEP_BELOW + 10)]
+    rec.record(many + [replace(error, signature=f"e{i}", case=case._replace(max_data_size=i)) for i in range(KEEP_BELOW + 5)])
+    assert isinstance(many[0], Finding)
+    assert len(sent) == 2 * KEEP_BELOW + 15  # every distinct finding reported
+    on_disk = [json.loads(p.read_text())["severity"] for p in tmp_path.glob("*.finding.json")]
+    assert on_disk.count("warning") == KEEP_BELOW
+    assert on_disk.count("error") == KEEP_BELOW + 5  # at or above --fail-on: every one kept

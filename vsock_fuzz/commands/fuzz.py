@@ -64,12 +64,13 @@ def _report(rep: dict, camp, code: int, args) -> None:
         try:
             with open(stem + ".finding.json") as f:
                 obj = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):  # TypeError: counted, not kept (stem None)
             obj = {"oracle": d.oracle, "family": d.oracle.split(".", 1)[0], "severity": d.severity,
                    "rule": d.rule, "message": d.message, "key": d.key}
         rep["findings"].append(report.entry_from_json(
-            obj, path=stem + ".bin", count=max(d.hits, 1),
-            command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}"))
+            obj, path=stem and stem + ".bin", count=max(d.hits, 1),
+            command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}" if stem
+            else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
     n, t = camp.total_execs(), camp.elapsed
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
              "coverage": max((w.cov for w in camp.workers), default=0),
