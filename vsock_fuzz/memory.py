@@ -108,11 +108,13 @@ class GuestMemory:
         return size == 0 or self.slices(gpa, size) is not None
 
     def read(self, gpa: int, size: int) -> bytes:
-        if size and self.slices(gpa, size) is None:
+        end = gpa + size
+        r = bisect_right(self._starts, gpa) - 1
+        # Mapped if inside the region holding gpa (the usual read), else if cut at region boundaries.
+        if size and (r < 0 or end > self._ends[r]) and self.slices(gpa, size) is None:
             raise MemoryFault(gpa, size)
         self.log.append(("r", gpa, size))
-        end = gpa + size
-        pieces = self._contents()
+        pieces = self._pieces if self._pieces is not None else self._contents()
         i = bisect_right(self._at, gpa) - 1
         if i >= 0:
             s, e, data = pieces[i]
