@@ -70,6 +70,7 @@ def test_reference_is_clean_exit_0_with_progress_and_summary(tmp_path):
     assert len(PULSE.findall(r.stdout)) >= 2  # a steady cadence, libFuzzer-like
     assert "== vsock-fuzz summary: target reference" in r.stdout
     assert "no findings" in r.stdout
+    assert int(re.search(r"coverage (\d+), corpus (\d+)", r.stdout)[1]) > 100  # the model is instrumented
     assert findings_in(out) == []
 
 

@@ -2,6 +2,7 @@
 reference, and turn a finding into a crash artifact whose message names the oracle."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def test_harness_runs_standalone_and_holds_on_the_reference(name, tmp_path):
                     *([corpus] if corpus.is_dir() else []), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Done 3000 runs" in r.stderr
+    assert re.search(r"cov: [1-9]\d\d", r.stderr)  # instrumented: coverage guides the mutation
     assert not list(tmp_path.glob("crash-*"))
 
 

@@ -247,8 +247,7 @@ def worker(cfg: dict) -> None:
     """Run one engine under libFuzzer until the parent stops it or the flags end it."""
     import atheris
     stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
-    state = {"execs": 0, "last": time.monotonic(), "target": None}
-    rec = Recorder(cfg["out"], lambda msg: send(msg), cfg["fail_on"])
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}}
 
     def send(msg: dict) -> None:
         try:
@@ -260,7 +259,7 @@ def worker(cfg: dict) -> None:
         if state["target"] is not None:
             state["target"].close()
         try:
-            stats.write(json.dumps({"execs": state["execs"], "hits": rec.hits}) + "\n")
+            stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"]}) + "\n")
             stats.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass
@@ -275,6 +274,9 @@ def worker(cfg: dict) -> None:
             os._exit(2)
         check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
         from .oracles import evaluate
+    # Only now: anything of ours imported before the block above would not be instrumented.
+    rec = Recorder(cfg["out"], send, cfg["fail_on"])
+    state["hits"] = rec.hits
 
     def on_signal(*_):
         if rec.busy:  # finish writing the finding first: no claim without its files
