@@ -32,6 +32,12 @@ finding and prints its own summary):
     `DIR/.corpus/<engine>` (dot names: `replay DIR` skips them) and carry over
     to the next campaign in the same directory.
 
+  - After the deadline, `--runs`, `--stop-on` or SIGINT/SIGTERM the parent
+    stops the workers (SIGTERM; a worker finishes the finding it is writing
+    first), shrinks one reproducer per distinct finding with the shared
+    `minimize.shrink` (skipped when interrupted), and prints the summary.
+    Findings below --fail-on are kept on disk up to KEEP_BELOW per oracle.
+
 The harnesses in `harnesses/` use `one_input(...)` in raising mode: a finding
 becomes an exception naming the oracle, so libFuzzer writes crash-<sha1>.
 """
