@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vsock_fuzz.engine import Campaign, Options  # noqa: E402
+from vsock_fuzz.engine import Campaign, Options, uninstrumented  # noqa: E402
 
 HARNESSES = ("tx", "rx", "chain", "target")
 SECTIONS = ("harnesses", "per-case", "campaign", "first")
@@ -141,7 +141,7 @@ def section_first(args, work: Path) -> None:
     columns = [("atheris/empty", "atheris", []), ("atheris/seeds", "atheris", seeds), ("hypothesis", "hypothesis", [])]
     kind = "cmd: programs" if args.cmd else "in-process py: targets"
     print(f"median seconds to the first finding over {args.repeat} seeds (found/runs; limit {args.limit:g}s, "
-          f"1 worker, {kind}, uninstrumented: {os.environ.get('VSOCK_FUZZ_UNINSTRUMENTED') or 'none'})")
+          f"1 worker, {kind}, uninstrumented: {','.join(uninstrumented()) or 'none'})")
     print(f"{'zoo bug':<13} {'oracle':<26}" + "".join(f" {label:>15}" for label, _, _ in columns))
     for name, module, _family in ZOO:
         if args.zoo and name not in args.zoo:
