@@ -55,6 +55,13 @@ def test_ttl_equals_queue_size_so_a_loop_is_detected():
     assert err == "ChainTooLong" and len(out) == 4
 
 
+def test_loop_in_an_invalid_huge_queue_is_bounded_by_the_16_bit_index():
+    # `next` is a le16: a walk past 2^16 steps repeats itself even when the queue size
+    # (invalid, as the oracles' lenient walk may see it) is 2^40
+    out, err = run([(0x10000, 1, F_NEXT, 0)], size=1 << 40)
+    assert (len(out), err) == (1 << 16, "ChainTooLong")
+
+
 def test_chain_of_exactly_queue_size_descriptors_is_accepted():
     descs = [(0x10000 + i, 1, F_NEXT, i + 1) for i in range(3)] + [(0x10003, 1, 0, 0)]
     out, err = run(descs, size=4)

@@ -93,7 +93,9 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
     """Yield the buffer descriptors of the chain starting at `head`."""
     unpack = DESC_STRUCT.unpack
     table, table_size, index = desc_table, size, head
-    ttl = size  # 2.7.13.1: a chain is no longer than the queue size; bounds loops
+    # 2.7.13.1: a chain is no longer than the queue size; bounds loops. `next` is
+    # a le16, so past 2^16 steps a walk of an invalid, larger queue repeats itself.
+    ttl = min(size, 1 << 16)
     indirect = False
     total = 0
     while True:
