@@ -274,7 +274,7 @@ def worker(cfg: dict) -> None:
     with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
         from .targets import TargetError, open_target
         try:
-            target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"])
+            target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], **cfg["target_options"])
         except TargetError as e:
             send({"fatal": str(e)})
             os._exit(2)
@@ -356,6 +356,7 @@ class Options:
     dict: str | None = None
     minimize_time: float | None = None  # seconds for all minimization; None: a share of max_time
     stop_on: tuple = ()  # stop at the first finding of one of these oracles or families ("fail": at or above fail_on)
+    target_options: dict = field(default_factory=dict)  # open_target's cmd: limits besides timeout (JSON-able)
 
 
 @dataclass
@@ -450,9 +451,9 @@ class Campaign:
         """Open the target and have it answer one Linux packet, so a target that cannot start
         fails here with one line instead of in every worker."""
         from .layout import assemble, linux_tx
-        from .targets import TargetError, open_target
+        from .targets import TargetError
         try:
-            target = open_target(self.o.target, timeout=self.o.timeout)
+            target = self.open_target()
             try:
                 answer = target.parse(assemble(linux_tx("6.2", 64)))
             finally:
@@ -461,6 +462,11 @@ class Campaign:
             raise UsageError(str(e)) from None
         if answer.faulted:
             raise UsageError(f"target {self.o.target!r} fails on a plain Linux packet: {answer.detail[:300]}")
+
+    def open_target(self, **overrides):
+        """The campaign's target, opened as the workers open it (`overrides`: open_target's keywords)."""
+        from .targets import open_target
+        return open_target(self.o.target, **{"timeout": self.o.timeout, **self.o.target_options, **overrides})
 
     def engines(self) -> list[str]:
         if self.o.engine == "both":
@@ -494,7 +500,7 @@ class Campaign:
         seeds = o.corpus if engine == "atheris" else []  # seeds are binary cases, not choice sequences
         r, w = os.pipe()
         cfg = {"engine": engine, "target": o.target, "profile": o.profile, "strict": o.strict, "fail_on": o.fail_on,
-               "timeout": o.timeout, "out": o.out, "stats_fd": w,
+               "timeout": o.timeout, "target_options": o.target_options, "out": o.out, "stats_fd": w,
                "flags": self.flags(index, engine), "corpus": [corpus, *seeds]}
         proc = subprocess.Popen([sys.executable, "-m", "vsock_fuzz.engine", json.dumps(cfg)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -711,13 +717,13 @@ class Campaign:
         from .corpus import read_case, write_finding
         from .minimize import fires, shrink
         from .oracles import evaluate
-        from .targets import TargetError, open_target
+        from .targets import TargetError
         o = self.o
         total = o.minimize_time if o.minimize_time is not None else min(60.0, max(5.0, (o.max_time or 60) / 4))
         end = time.monotonic() + total
         try:
             # Every candidate of a crash finding crashes: no cap on restarts here (the budget bounds it).
-            target = open_target(o.target, timeout=o.timeout, max_restarts=0)
+            target = self.open_target(max_restarts=0)
         except TargetError as e:
             self.say(f"WARNING: not minimizing: {e}")
             return

@@ -71,11 +71,12 @@ def new(command: str, target=None, *, spec: str = "", profile: str = "spec", str
     return rep
 
 
-def describe_target(rep: dict, spec: str, timeout: float = 2.0) -> None:
-    """Fill the report's target name and version from the target's hello (when it can be opened)."""
+def describe_target(rep: dict, spec: str, **options) -> None:
+    """Fill the report's target name and version from the target's hello (when it can be opened);
+    `options` are open_target's keyword arguments."""
     from .targets import TargetError, open_target
     try:
-        target = open_target(spec, timeout=timeout)
+        target = open_target(spec, **options)
     except TargetError:
         return
     try:

@@ -3,7 +3,7 @@ import shlex
 import sys
 import time
 
-from . import add_target_options
+from . import add_target_options, open_target_from_args
 
 HELP = "run the deterministic conformance matrix (named layouts, expected answers, every oracle) against a target"
 
@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .. import check, report
     from ..cli import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-    from ..targets import TargetError, open_target
+    from ..targets import TargetError
 
     rows = check.select(args.row)
     if args.list:
@@ -36,7 +36,7 @@ def run(args) -> int:
     rep = report.new("check", None, spec=args.target, profile=args.profile, strict=args.strict, argv=argv)
     t0 = time.monotonic()
     try:
-        target = open_target(args.target, timeout=args.timeout)
+        target = open_target_from_args(args)
         results = check.run(target, profile=args.profile, strict=args.strict, pattern=args.row)
     except TargetError as e:
         print(f"vsock-fuzz check: {e}", file=sys.stderr)

@@ -2,12 +2,13 @@
 
 import shlex
 
+from . import add_target_options, target_options
+
 HELP = "run a time-boxed coverage-guided fuzzing campaign against a target"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--target", required=True, metavar="SPEC",
-                   help="reference[:PROFILE], py:module:callable or cmd:COMMAND LINE")
+    add_target_options(p)
     p.add_argument("--max-time", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: 60, or no limit with --runs)")
     p.add_argument("--runs", type=int, default=None, metavar="N", help="stop after N cases in total")
@@ -17,9 +18,6 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     p.add_argument("--out", default="fuzz-out", metavar="DIR", help="where findings go (default: ./fuzz-out)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="libFuzzer seed (default: random)")
-    p.add_argument("--profile", choices=("spec", "rust-vmm"), default="spec",
-                   help="model profile the answers are compared with (default: spec)")
-    p.add_argument("--strict", action="store_true", help="disagreement with the model profile is an error")
     p.add_argument("--fail-on", choices=("critical", "error", "warning"), default="error",
                    help="lowest severity that makes the exit status 1 (default: error)")
     p.add_argument("--corpus", nargs="+", default=[], metavar="DIR", help="seed corpus directories (binary cases)")
@@ -30,8 +28,6 @@ def add_arguments(p) -> None:
     p.add_argument("--minimize-time", type=float, default=None, metavar="S",
                    help="seconds for minimizing the reproducers after the campaign "
                         "(default: a quarter of --max-time, 5 to 60; 0: do not minimize)")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="seconds a cmd: target may take per case before it has hung (default: 2)")
     from ..report import add_report_options
     add_report_options(p)  # JUnit: one test case per oracle
 
@@ -47,18 +43,25 @@ def run(args) -> int:
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
         corpus=args.corpus, timeout=args.timeout, dict=args.dict, minimize_time=args.minimize_time,
-        stop_on=tuple(args.stop_on)))
+        stop_on=tuple(args.stop_on), target_options=_limits(args)))
     code = camp.run()
     if args.json or args.junit or args.markdown:
         _report(rep, camp, code, args)
     return code
 
 
+def _limits(args) -> dict:
+    """The target options the campaign passes to open_target besides --timeout (its own field)."""
+    opts = target_options(args)
+    del opts["timeout"]
+    return opts
+
+
 def _report(rep: dict, camp, code: int, args) -> None:
     """The campaign's distinct findings (their .finding.json files) as a report."""
     import json
     from .. import report
-    report.describe_target(rep, args.target, args.timeout)
+    report.describe_target(rep, args.target, **target_options(args))
     for d in sorted(camp.findings.values(), key=lambda d: (-camp.rank(d), d.first)):
         stem = d.minimized or d.stem
         try:

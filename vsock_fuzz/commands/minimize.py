@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from ..cli import EXIT_CLEAN, EXIT_ERROR
-from . import add_target_options
+from . import add_target_options, open_target_from_args
 
 HELP = "shrink a failing case while the same oracle fires; write it in both encodings"
 
@@ -37,14 +37,14 @@ def run(args) -> int:
     from ..minimize import DEFAULT_BUDGET, fires, shrink
     from ..oracles import SEVERITY_ORDER, evaluate
     from ..show import render
-    from ..targets import TargetError, open_target
+    from ..targets import TargetError
 
     try:
         entry = read_case(args.case)
     except CorpusError as e:
         return _fail(str(e))
     try:
-        target = open_target(args.target, timeout=args.timeout)
+        target = open_target_from_args(args)
     except TargetError as e:
         return _fail(str(e))
     try:

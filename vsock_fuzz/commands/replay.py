@@ -17,7 +17,7 @@ import sys
 import time
 
 from ..cli import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-from . import add_target_options
+from . import add_target_options, open_target_from_args
 
 HELP = "replay corpus files and directories (binary, JSON or findings) against a target"
 
@@ -37,7 +37,7 @@ def run(args) -> int:
     from .. import report
     from ..corpus import CorpusError, iter_cases
     from ..oracles import SEVERITY_ORDER, evaluate
-    from ..targets import TargetError, open_target
+    from ..targets import TargetError
 
     rep = report.new("replay", None, spec=args.target, profile=args.profile, strict=args.strict,
                      fail_on=args.fail_on, argv=sys.argv[1:])
@@ -51,7 +51,7 @@ def run(args) -> int:
 
     ok = unreadable = with_findings = failing = 0
     try:
-        target = open_target(args.target, timeout=args.timeout)
+        target = open_target_from_args(args)
     except TargetError as e:
         print(f"vsock-fuzz replay: {e}", file=sys.stderr)
         return done(EXIT_ERROR, str(e))
