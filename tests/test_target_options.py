@@ -80,3 +80,21 @@ def test_fuzz_probe_opens_the_target_with_the_options(capsys, tmp_path):
     out = capsys.readouterr()
     assert rc == 2
     assert "hello failed" in out.out + out.err
+
+
+def test_minimizer_resets_the_backoff_so_crashing_candidates_do_not_exhaust_restarts():
+    from vsock_fuzz.layout import assemble, linux_tx
+    from vsock_fuzz.minimize import fires
+    bad = assemble(linux_tx("6.2", 64))._replace(max_data_size=666)  # misbehave.py's trigger
+    argv = [sys.executable, os.path.join(ROOT, "tests", "targets", "misbehave.py"), "abort"]
+    t = targets.CommandTarget(argv, max_restarts=2)
+    try:
+        crashes = fires(t, "safety.crash")
+        assert all(crashes(bad) for _ in range(4))  # four crashes in a row, a cap of two
+        assert t.failures == 0
+        for _ in range(2):  # without the reset the cap holds: the target is given up on
+            t.parse(bad)
+        with pytest.raises(targets.TargetError, match="2 times in a row"):
+            t.parse(bad)
+    finally:
+        t.close()

@@ -722,8 +722,9 @@ class Campaign:
         total = o.minimize_time if o.minimize_time is not None else min(60.0, max(5.0, (o.max_time or 60) / 4))
         end = time.monotonic() + total
         try:
-            # Every candidate of a crash finding crashes: no cap on restarts here (the budget bounds it).
-            target = self.open_target(max_restarts=0)
+            # Every candidate of a crash finding crashes: fires() resets the back-off after each,
+            # so only restarts that fail in a row count towards --max-restarts.
+            target = self.open_target()
         except TargetError as e:
             self.say(f"WARNING: not minimizing: {e}")
             return
@@ -738,15 +739,8 @@ class Campaign:
                 except Exception as e:  # noqa: BLE001  (a reproducer that cannot be read is reported, not fatal)
                     self.say(f"WARNING: cannot minimize {d.stem}.bin: {e}")
                     continue
-                still = fires(target, d.oracle, profile=o.profile, strict=o.strict)
-
-                def fails(c, still=still) -> bool:
-                    try:
-                        return still(c)
-                    finally:
-                        if getattr(target, "failures", 0):
-                            target.failures = 0  # faults are expected here: no back-off between candidates
-                small = shrink(case, fails, timeout=left / (len(todo) - i))
+                still = fires(target, d.oracle, profile=o.profile, strict=o.strict)  # no back-off between candidates
+                small = shrink(case, still, timeout=left / (len(todo) - i))
                 if small == case:
                     continue
                 _, found = evaluate(target, small, profile=o.profile, strict=o.strict,

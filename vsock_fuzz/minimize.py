@@ -201,12 +201,20 @@ def shrink(case: Case, fails: Callable[[Case], bool], *, budget: int = DEFAULT_B
 
 
 def fires(target, oracle: str, *, profile: str = "spec", strict: bool = False) -> Callable[[Case], bool]:
-    """A predicate: does `oracle` still fire for the target's answer to a case?"""
+    """A predicate: does `oracle` still fire for the target's answer to a case?
+
+    Faults are expected while shrinking a crash (every candidate may crash), so
+    the target's back-off is reset after each candidate: no sleeping between
+    them, and only restarts that fail in a row count towards max_restarts.
+    """
     from .oracles import evaluate
     determinism = oracle.startswith("determinism")
 
     def fails(case: Case) -> bool:
-        _, findings = evaluate(target, case, profile=profile, strict=strict, determinism=determinism)
+        try:
+            _, findings = evaluate(target, case, profile=profile, strict=strict, determinism=determinism)
+        finally:
+            target.reset_backoff()
         return any(f.oracle == oracle for f in findings)
     return fails
 

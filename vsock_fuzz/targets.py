@@ -10,6 +10,8 @@ Specs (command line and API alike):
 Every target has `parse(case)` and `parse_many(cases)` (a list of answers in
 order); for a `cmd:` target parse_many pipelines the cases, which is several
 times faster than one round trip per case.
+`reset_backoff()` forgets the faults in a row of a `cmd:` target (see
+CommandTarget's restart policy); a no-op for the others.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class ModelTarget:
     def parse_many(self, cases) -> list[Answer]:
         return [parse(case, self.profile) for case in cases]
 
+    def reset_backoff(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -91,6 +96,9 @@ class PythonTarget:
 
     def parse_many(self, cases) -> list[Answer]:
         return [self.parse(case) for case in cases]
+
+    def reset_backoff(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -218,6 +226,11 @@ class CommandTarget:
             num = getattr(resource, res)
             # CPU: the soft limit sends SIGXCPU, the hard one a second later SIGKILL.
             resource.setrlimit(num, (v, v + 1 if res == "RLIMIT_CPU" else v))
+
+    def reset_backoff(self) -> None:
+        """Forget the faults in a row: the next restart is at once and the max_restarts count
+        starts again. For callers that expect faults (the minimizer, whose candidates crash)."""
+        self.failures = 0
 
     def close(self) -> None:
         proc = self.proc
