@@ -2,7 +2,7 @@
 """atheris/libFuzzer harness: RX buffers (binary cases forced onto the rx queue) through the
 reference model and every oracle; a finding raises an exception naming the oracle.
 
-    python harnesses/fuzz_tx.py -runs=100000 -dict=corpus/vsock.dict corpus/rx
+    python harnesses/fuzz_rx.py -runs=100000 -dict=corpus/vsock.dict corpus/rx
 """
 import sys
 

@@ -28,6 +28,13 @@ def run_harness(name, *flags, cwd=None, timeout=120):
                           capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, "PATH": path})
 
 
+@pytest.mark.parametrize("path", sorted(HARNESSES.glob("fuzz_*.py")), ids=lambda p: p.name)
+def test_harness_usage_names_its_own_file_and_corpus(path):
+    usage = [ln for ln in path.read_text().splitlines() if "python harnesses/" in ln]
+    assert usage and all(f"harnesses/{path.name} " in ln for ln in usage)
+    assert all(f"corpus/{path.stem.removeprefix('fuzz_')}" in ln for ln in usage)
+
+
 @pytest.mark.parametrize("name", ["tx", "rx", "chain", "target"])
 def test_harness_runs_standalone_and_holds_on_the_reference(name, tmp_path):
     corpus = ROOT / "corpus" / name
