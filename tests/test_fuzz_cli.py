@@ -235,3 +235,10 @@ def test_findings_below_fail_on_are_kept_up_to_a_cap_and_all_counted(tmp_path):
     on_disk = [json.loads(p.read_text())["severity"] for p in tmp_path.glob("*.finding.json")]
     assert on_disk.count("warning") == KEEP_BELOW
     assert on_disk.count("error") == KEEP_BELOW + 5  # at or above --fail-on: every one kept
+
+
+def test_minimized_note_compares_binary_forms_and_owns_up_when_it_grew():
+    from vsock_fuzz.engine import minimized_note
+    assert minimized_note(300, 120) == " (minimized: binary form 300 -> 120 bytes)"
+    grew = minimized_note(120, 130)
+    assert "-> 130" not in grew and "binary form is 130 bytes, was 120" in grew

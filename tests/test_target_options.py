@@ -98,3 +98,4 @@ def test_minimizer_resets_the_backoff_so_crashing_candidates_do_not_exhaust_rest
             t.parse(bad)
     finally:
         t.close()
+

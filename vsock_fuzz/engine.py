@@ -787,7 +787,7 @@ class Campaign:
             shown = ds if self.fails(ds[0]) else [d for d in ds if d.stem][:2]  # below --fail-on: a sample
             for d in shown[:SUMMARY_MAX]:
                 rep = d.minimized or d.stem
-                size = f" (minimized {d.sizes[0]} -> {d.sizes[1]} bytes)" if d.minimized else \
+                size = minimized_note(*d.sizes) if d.minimized else \
                     " (not minimized: interrupted)" if self.interrupted else \
                     "" if self.o.minimize_time == 0 else " (not minimized)"
                 self.say(f"  - {_one_line(d.message)}")
@@ -833,6 +833,16 @@ class Campaign:
         if self.errors:
             return 2
         return 130 if self.interrupted else 0
+
+
+def minimized_note(before: int, after: int) -> str:
+    """The summary's note on a minimized reproducer, from the binary form's sizes before and after.
+
+    The shrinker makes a case simpler (fewer writes and regions, shorter descriptors,
+    zeroed bytes), which does not always make its binary form shorter: say so then."""
+    if after < before:
+        return f" (minimized: binary form {before} -> {after} bytes)"
+    return f" (minimized: a simpler case, though its binary form is {after} bytes, was {before})"
 
 
 def _one_line(text: str, width: int = 300) -> str:
