@@ -99,3 +99,14 @@ def test_minimizer_resets_the_backoff_so_crashing_candidates_do_not_exhaust_rest
     finally:
         t.close()
 
+
+
+def test_campaign_options_default_to_no_target_limits():
+    from vsock_fuzz.engine import Campaign, Options
+    assert Options("reference").target_options == {}
+    t = Campaign(Options(SERVE, target_options={"modes": [], "rlimit_as": 1 << 30})).open_target()
+    try:
+        t.start()
+        assert t.mode == "v1" and dict(t.rlimits) == {"RLIMIT_AS": 1 << 30}
+    finally:
+        t.close()

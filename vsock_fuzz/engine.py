@@ -356,7 +356,9 @@ class Options:
     dict: str | None = None
     minimize_time: float | None = None  # seconds for all minimization; None: a share of max_time
     stop_on: tuple = ()  # stop at the first finding of one of these oracles or families ("fail": at or above fail_on)
-    target_options: dict = field(default_factory=dict)  # open_target's cmd: limits besides timeout (JSON-able)
+    # open_target's cmd: limits besides timeout (JSON-able). Not default_factory=dict:
+    # the field `dict` above shadows the builtin in this class body.
+    target_options: dict = field(default_factory=lambda: {})
 
 
 @dataclass
