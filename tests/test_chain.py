@@ -62,6 +62,33 @@ def test_loop_in_an_invalid_huge_queue_is_bounded_by_the_16_bit_index():
     assert (len(out), err) == (1 << 16, "ChainTooLong")
 
 
+def test_a_loop_is_walked_step_by_step_each_read_logged():
+    # The walk replays a loop from the descriptors it read (memory does not change meanwhile):
+    # the same buffers in the same order as reading them again, and one logged read per step.
+    descs = [(0x10000, 10, F_NEXT, 1), (0x20000, 20, F_NEXT, 2), (0x30000, 30, F_NEXT, 1)]  # 0, 1, 2, 1, 2, ...
+    out, err = run(descs, size=8)
+    assert err == "ChainTooLong"
+    assert [n for _, n, _ in out] == [10, 20, 30, 20, 30, 20, 30, 20]
+    mem = table_mem(descs)
+    with pytest.raises(ChainError):
+        list(walk(mem, TABLE, 8, 0))
+    assert [gpa for _, gpa, _ in mem.log] == [TABLE + 16 * i for i in (0, 1, 2, 1, 2, 1, 2, 1)]
+
+
+def test_a_loop_that_reaches_the_byte_bound_first_is_too_large():
+    descs = [(0x10000, 10, F_NEXT, 1), (0x20000, 20, F_NEXT, 2), (0x30000, 30, F_NEXT, 1)]
+    out, err = run(descs, size=8, max_chain_bytes=95)  # 10, 30, 60, 80, then 110 > 95
+    assert (len(out), err) == (4, "ChainTooLarge")
+
+
+def test_a_loop_inside_an_indirect_table_follows_the_table_indexes():
+    # Index 1 of the table is not index 1 of the queue: the loop is the table's own.
+    table = [(0x20000, 1, F_NEXT, 1), (0x30000, 2, F_NEXT, 2), (0x40000, 3, F_NEXT, 1)]
+    table.append((0x60000, 4, 0, 0))  # never reached: 4 entries, so the loop is walked once more
+    out, err = run([(IND, 64, F_INDIRECT, 0), (0x50000, 9, 0, 0)], extra=[ind_table(table)])
+    assert ([n for _, n, _ in out], err) == ([1, 2, 3, 2], "ChainTooLong")
+
+
 def test_chain_of_exactly_queue_size_descriptors_is_accepted():
     descs = [(0x10000 + i, 1, F_NEXT, i + 1) for i in range(3)] + [(0x10003, 1, 0, 0)]
     out, err = run(descs, size=4)

@@ -18,6 +18,7 @@ ends) and never checks the table's alignment (since virtio-queue 0.7.1).
 from __future__ import annotations
 
 import struct
+from itertools import cycle, islice
 from typing import Iterator, NamedTuple
 
 from .memory import GuestMemory, MemoryFault
@@ -90,7 +91,10 @@ def check_queue(mem: GuestMemory, ring) -> None:
 def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
          max_chain_bytes: int = SPEC_MAX_CHAIN_BYTES,
          reject_indirect_next: bool = True) -> Iterator[Descriptor]:
-    """Yield the buffer descriptors of the chain starting at `head`."""
+    """Yield the buffer descriptors of the chain starting at `head`.
+
+    `mem` must not change while the walk runs (the model only reads): a loop is
+    replayed from the descriptors it already read."""
     unpack = DESC_STRUCT.unpack
     table, table_size, index = desc_table, size, head
     # 2.7.13.1: a chain is no longer than the queue size; bounds loops. `next` is
@@ -98,15 +102,28 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
     ttl = min(size, 1 << 16)
     indirect = False
     total = 0
+    steps: list[tuple[int, Descriptor]] = []  # this table's (address, descriptor) in walk order
+    seen: dict[int, int] = {}                 # address -> its place in steps
     while True:
         if index >= table_size:
             raise ChainError("DescriptorIndexOutOfRange", "chain",
                              f"next index {index} >= {'indirect table' if indirect else 'queue'} size {table_size}")
         if ttl == 0:
-            raise ChainError("ChainTooLong", "chain",
-                             f"chain longer than {'its indirect table' if indirect else 'the queue size'} {table_size} (a loop?)")
+            raise _too_long(indirect, table_size)
         ttl -= 1
         at = table + DESC_SIZE * index
+        if at in seen:
+            # A loop: the same bytes lead the same way, so the walk is steps[seen[at]:] over and
+            # over until the ttl (or the byte bound) ends it. Replayed, each access still logged:
+            # a loop costs the queue size in steps, as many as a fuzz case's whole parse.
+            log = mem.log
+            for at, desc in islice(cycle(steps[seen[at]:]), ttl + 1):
+                log.append(("r", at, DESC_SIZE))
+                total += desc.len
+                if total > max_chain_bytes:
+                    raise _too_large(max_chain_bytes)
+                yield desc
+            raise _too_long(indirect, table_size)
         try:
             desc = Descriptor._make(unpack(mem.read(at, DESC_SIZE)))
         except MemoryFault:
@@ -126,14 +143,26 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
             table, table_size, index = desc.addr, desc.len // DESC_SIZE, 0
             ttl = table_size
             indirect = True
+            steps, seen = [], {}  # indexes now count in the table
             continue
         total += desc.len
         if total > max_chain_bytes:
-            raise ChainError("ChainTooLarge", "length", f"chain holds more than {max_chain_bytes} bytes")
+            raise _too_large(max_chain_bytes)
         yield desc
         if not desc.flags & F_NEXT:
             return
+        seen[at] = len(steps)
+        steps.append((at, desc))
         index = desc.next
+
+
+def _too_long(indirect: bool, table_size: int) -> ChainError:
+    return ChainError("ChainTooLong", "chain",
+                      f"chain longer than {'its indirect table' if indirect else 'the queue size'} {table_size} (a loop?)")
+
+
+def _too_large(max_chain_bytes: int) -> ChainError:
+    return ChainError("ChainTooLarge", "length", f"chain holds more than {max_chain_bytes} bytes")
 
 
 class Walked:
