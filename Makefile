@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test fuzz bench clean venv c-target bench-targets coverage
+.PHONY: all test fuzz bench bench-full clean venv c-target bench-targets coverage
 
 all: test
 
@@ -38,8 +38,21 @@ test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 fuzz: $(STAMP)
 	$(BIN)/vsock-fuzz fuzz --target reference --max-time 30 --corpus corpus/target --dict corpus/vsock.dict --out fuzz-out
 
-bench: $(STAMP)
+# Every benchmark script with short budgets (about two minutes), figures printed;
+# bench-full runs them with their own defaults (far longer: bench_fuzz's
+# time-to-first-finding table alone is 99 campaigns of up to 60 s each).
+BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
+bench: $(BENCH_DEPS)
+	$(BIN)/python benchmarks/bench.py --quick
+	$(BIN)/python benchmarks/corpus_bench.py
+	$(BIN)/python benchmarks/bench_targets.py --quick
+	$(BIN)/python benchmarks/bench_fuzz.py --quick
+
+bench-full: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/corpus_bench.py
+	$(BIN)/python benchmarks/bench_targets.py
+	$(BIN)/python benchmarks/bench_fuzz.py
 
 # Branch coverage of the model (.coveragerc) under the test suite plus a short
 # fuzz campaign, whose corpus (every input that reached new coverage) is

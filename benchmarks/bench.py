@@ -1,6 +1,8 @@
 """Throughput figures for the fuzz loop's per-case path.
 
-    python benchmarks/bench.py [SECTION ...] [--seconds S]
+    python benchmarks/bench.py [SECTION ...] [--seconds S] [--quick]
+
+--quick: 0.2 CPU s per figure (`make bench`), for a first look in seconds.
 
 Each section is a function in SECTIONS printing one line per figure; add a
 section by decorating a function with @section("name"). Figures are printed,
@@ -23,6 +25,7 @@ from vsock_fuzz.packet import PROFILES, parse  # noqa: E402
 
 SECTIONS = {}
 SECONDS = 1.0
+QUICK_SECONDS = 0.2
 
 
 def section(name):
@@ -114,12 +117,13 @@ def main(argv=None) -> int:
     global SECONDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"sections to run (default all): {', '.join(SECTIONS)}")
-    ap.add_argument("--seconds", type=float, default=SECONDS, help="time per figure (default %(default)s)")
+    ap.add_argument("--seconds", type=float, default=None, help=f"time per figure (default {SECONDS:g})")
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS:g} s per figure unless --seconds is given")
     args = ap.parse_args(argv)
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
         ap.error(f"unknown section(s) {', '.join(map(repr, unknown))}; known: {', '.join(SECTIONS)}")
-    SECONDS = args.seconds
+    SECONDS = args.seconds if args.seconds is not None else QUICK_SECONDS if args.quick else SECONDS
     print(f"python {sys.version.split()[0]}, {SECONDS:g} CPU s per figure, cases per CPU second")
     for name in args.sections or SECTIONS:
         print(f"== {name}")

@@ -1,6 +1,9 @@
 """Fuzzing figures: exec/s of each harness and engine, time to first finding per zoo bug.
 
-    python benchmarks/bench_fuzz.py [SECTION ...] [--seconds S] [--limit S] [--zoo NAME ...]
+    python benchmarks/bench_fuzz.py [SECTION ...] [--seconds S] [--limit S] [--zoo NAME ...] [--quick]
+
+--quick (`make bench`): --seconds 2 --limit 5 --repeat 1 unless given, a few minutes in all;
+the defaults (`make bench-full`) run 99 first-finding campaigns of up to 60 s each.
 
 Sections:
   harnesses   exec/s of harnesses/fuzz_*.py under libFuzzer (instrumented, every oracle on),
@@ -156,12 +159,18 @@ def section_first(args, work: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"default all: {', '.join(SECTIONS)}")
-    ap.add_argument("--seconds", type=float, default=10.0, help="seconds per exec/s figure (default 10)")
-    ap.add_argument("--limit", type=float, default=60.0, help="seconds before a first finding counts as not found")
+    ap.add_argument("--seconds", type=float, default=None, help="seconds per exec/s figure (default 10)")
+    ap.add_argument("--limit", type=float, default=None,
+                    help="seconds before a first finding counts as not found (default 60)")
     ap.add_argument("--zoo", nargs="*", default=[], help="only these zoo bugs")
-    ap.add_argument("--repeat", type=int, default=3, help="runs (libFuzzer seeds 1..N) per first-finding figure")
+    ap.add_argument("--repeat", type=int, default=None, help="runs (libFuzzer seeds 1..N) per first-finding figure "
+                                                              "(default 3)")
     ap.add_argument("--cmd", action="store_true", help="zoo bugs as cmd: programs rather than py: targets")
+    ap.add_argument("--quick", action="store_true", help="short budgets: --seconds 2 --limit 5 --repeat 1 unless given")
     args = ap.parse_args(argv)
+    for name, (quick, full) in {"seconds": (2.0, 10.0), "limit": (5.0, 60.0), "repeat": (1, 3)}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     bad = [s for s in args.sections if s not in SECTIONS]
     if bad:
         ap.error(f"unknown section(s) {', '.join(bad)}; known: {', '.join(SECTIONS)}")

@@ -1,6 +1,9 @@
 """Throughput to each kind of target, the harness's share of a case, and RSS over a campaign.
 
-    python benchmarks/bench_targets.py [throughput] [share] [rss] [--seconds S] [--rss-seconds S]
+    python benchmarks/bench_targets.py [throughput] [share] [rss] [campaign] [--seconds S]
+        [--rss-seconds S] [--campaign-seconds S] [--quick]
+
+--quick (`make bench`): --seconds 0.3 --rss-seconds 3 --campaign-seconds 5 unless given.
 
 throughput  cases/s to the C target (v1, frames-v1), to `vsock-fuzz serve`
             (v1, frames-v1), to a py: target and to the in-process model; one
@@ -229,10 +232,15 @@ SECTIONS = {"throughput": throughput, "share": share, "rss": rss, "campaign": ca
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
-    p.add_argument("--seconds", type=float, default=1.5, help="per figure (default 1.5)")
-    p.add_argument("--rss-seconds", type=float, default=30.0, help="per rss run (default 30)")
-    p.add_argument("--campaign-seconds", type=float, default=60.0, help="flaky campaign length (default 60)")
+    p.add_argument("--seconds", type=float, default=None, help="per figure (default 1.5)")
+    p.add_argument("--rss-seconds", type=float, default=None, help="per rss run (default 30)")
+    p.add_argument("--campaign-seconds", type=float, default=None, help="flaky campaign length (default 60)")
+    p.add_argument("--quick", action="store_true",
+                   help="short budgets: --seconds 0.3 --rss-seconds 3 --campaign-seconds 5 unless given")
     args = p.parse_args()
+    for name, (quick, full) in {"seconds": (0.3, 1.5), "rss_seconds": (3.0, 30.0), "campaign_seconds": (5.0, 60.0)}.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     for name in args.sections or SECTIONS:
         print(f"== {name}")
         SECTIONS[name](args)
