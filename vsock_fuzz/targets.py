@@ -52,7 +52,20 @@ class TargetError(Exception):
     """A target that cannot be used at all (bad spec, will not start, refuses hello)."""
 
 
-class ModelTarget:
+class _InProcess:
+    """A target in this process: nothing to restart, nothing to close."""
+
+    def parse_many(self, cases) -> list[Answer]:
+        return [self.parse(case) for case in cases]
+
+    def reset_backoff(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ModelTarget(_InProcess):
     def __init__(self, profile: str = "spec"):
         if profile not in PROFILES:
             raise TargetError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -64,17 +77,8 @@ class ModelTarget:
     def parse(self, case: Case) -> Answer:
         return parse(case, self.profile)
 
-    def parse_many(self, cases) -> list[Answer]:
-        return [parse(case, self.profile) for case in cases]
 
-    def reset_backoff(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class PythonTarget:
+class PythonTarget(_InProcess):
     """A callable in this process; an exception it raises is a crash on that case."""
 
     def __init__(self, func, name: str):
@@ -93,15 +97,6 @@ class PythonTarget:
             return Answer.from_json(out)
         except (ValueError, KeyError, TypeError) as e:
             return Answer.fault("crash", f"returned an invalid answer ({e}): {out!r:.200}")
-
-    def parse_many(self, cases) -> list[Answer]:
-        return [self.parse(case) for case in cases]
-
-    def reset_backoff(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class CommandTarget:
