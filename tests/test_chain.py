@@ -6,9 +6,9 @@ Each test names the rule it checks. Chains are written as raw descriptors
 
 import pytest
 
-from vsock_fuzz.case import Region, Write
+from vsock_fuzz.case import Case, Region, Ring, Write
 from vsock_fuzz.chain import (F_INDIRECT, F_NEXT, F_WRITE, MAX_QUEUE_SIZE, SPEC_MAX_CHAIN_BYTES, ChainError,
-                              check_queue, pack_descriptor, walk)
+                              Walked, check_queue, pack_descriptor, walk)
 from vsock_fuzz.header import HEADER_SIZE
 from vsock_fuzz.layout import Buf, Layout, assemble
 from vsock_fuzz.memory import GuestMemory
@@ -87,6 +87,16 @@ def test_a_loop_inside_an_indirect_table_follows_the_table_indexes():
     table.append((0x60000, 4, 0, 0))  # never reached: 4 entries, so the loop is walked once more
     out, err = run([(IND, 64, F_INDIRECT, 0), (0x50000, 9, 0, 0)], extra=[ind_table(table)])
     assert ([n for _, n, _ in out], err) == ([1, 2, 3, 2], "ChainTooLong")
+
+
+def test_walked_keeps_the_buffers_a_broken_chain_yielded_before_its_error():
+    # The oracles judge a target's slices against the buffers the walk reached.
+    descs = [(0x10000, 10, F_NEXT, 1), (0x20000, 20, F_NEXT, 9)]  # index 9 >= queue size 8
+    case = Case("tx", 0, MEM, (Write(TABLE, b"".join(pack_descriptor(*d) for d in descs)),),
+                Ring(8, TABLE, 0x2000, 0x3000, 0))
+    got, err = Walked(case).chain
+    assert [(d.addr, d.len) for d in got] == [(0x10000, 10), (0x20000, 20)]
+    assert err.name == "DescriptorIndexOutOfRange"
 
 
 def test_chain_of_exactly_queue_size_descriptors_is_accepted():

@@ -18,7 +18,9 @@ ends) and never checks the table's alignment (since virtio-queue 0.7.1).
 from __future__ import annotations
 
 import struct
-from itertools import cycle, islice
+from bisect import bisect_right
+from itertools import accumulate, cycle, islice
+from operator import attrgetter
 from typing import Iterator, NamedTuple
 
 from .memory import GuestMemory, MemoryFault
@@ -29,6 +31,7 @@ DESC_STRUCT = struct.Struct("<QIHH")
 F_NEXT = 1
 F_WRITE = 2
 F_INDIRECT = 4
+_LEN = attrgetter("len")
 
 MAX_QUEUE_SIZE = 32768
 # virtio-queue caps an indirect table at u16::MAX entries.
@@ -102,8 +105,9 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
     ttl = min(size, 1 << 16)
     indirect = False
     total = 0
-    steps: list[tuple[int, Descriptor]] = []  # this table's (address, descriptor) in walk order
-    seen: dict[int, int] = {}                 # address -> its place in steps
+    steps: list[Descriptor] = []  # this table's descriptors in walk order
+    where: list[int] = []         # and their addresses
+    seen: dict[int, int] = {}     # address -> its place in steps
     while True:
         if index >= table_size:
             raise ChainError("DescriptorIndexOutOfRange", "chain",
@@ -113,17 +117,16 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
         ttl -= 1
         at = table + DESC_SIZE * index
         if at in seen:
-            # A loop: the same bytes lead the same way, so the walk is steps[seen[at]:] over and
-            # over until the ttl (or the byte bound) ends it. Replayed, each access still logged:
-            # a loop costs the queue size in steps, as many as a fuzz case's whole parse.
-            log = mem.log
-            for at, desc in islice(cycle(steps[seen[at]:]), ttl + 1):
-                log.append(("r", at, DESC_SIZE))
-                total += desc.len
-                if total > max_chain_bytes:
-                    raise _too_large(max_chain_bytes)
-                yield desc
-            raise _too_long(indirect, table_size)
+            # A loop: the same bytes lead the same way, so the rest of the walk is steps[i:] over
+            # and over for the ttl's steps, unless the byte bound ends it first. Computed at once
+            # (a loop is the queue size in steps, more than a fuzz case's whole parse); the
+            # reads are logged as the step-by-step walk makes them, here all before the yields.
+            i, n = seen[at], ttl + 1
+            rest = list(islice(cycle(steps[i:]), n))
+            within = bisect_right(list(accumulate(map(_LEN, rest), initial=total))[1:], max_chain_bytes)
+            mem.log.extend(islice(cycle([("r", a, DESC_SIZE) for a in where[i:]]), min(within + 1, n)))
+            yield from rest[:within]
+            raise _too_large(max_chain_bytes) if within < n else _too_long(indirect, table_size)
         try:
             desc = Descriptor._make(unpack(mem.read(at, DESC_SIZE)))
         except MemoryFault:
@@ -143,7 +146,7 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
             table, table_size, index = desc.addr, desc.len // DESC_SIZE, 0
             ttl = table_size
             indirect = True
-            steps, seen = [], {}  # indexes now count in the table
+            steps, where, seen = [], [], {}  # indexes now count in the table
             continue
         total += desc.len
         if total > max_chain_bytes:
@@ -152,7 +155,8 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
         if not desc.flags & F_NEXT:
             return
         seen[at] = len(steps)
-        steps.append((at, desc))
+        steps.append(desc)
+        where.append(at)
         index = desc.next
 
 
@@ -197,8 +201,9 @@ class Walked:
             ring = self.case.ring
             descs: list[Descriptor] = []
             try:
-                for d in walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF):
-                    descs.append(d)
+                # extend keeps what the walk yielded before it raised (CPython's list.extend
+                # adds each item as it comes), and takes a loop's replay at C speed.
+                descs.extend(walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF))
                 self._chain = tuple(descs), None
             except ChainError as e:
                 self._chain = tuple(descs), e
