@@ -7,19 +7,23 @@ from the model only where the rule allows.
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from vsock_fuzz.answer import Answer
+from vsock_fuzz.binary import decode
 from vsock_fuzz.case import Region
 from vsock_fuzz.chain import F_NEXT, F_WRITE
 from vsock_fuzz.corpus import case_from_json
 from vsock_fuzz.header import HEADER_SIZE, Header
 from vsock_fuzz.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
 from vsock_fuzz.oracles import ORACLES, SEVERITY_ORDER, Finding, check, coalesce, evaluate, normalise, worst
-from vsock_fuzz.packet import parse
+from vsock_fuzz.packet import PROFILES, parse
 from vsock_fuzz.memory import GuestMemory
 from vsock_fuzz.targets import ModelTarget, PythonTarget
+
+ROOT = Path(__file__).resolve().parent.parent
 
 R0 = Region(0, 1 << 20)
 R1 = Region(1 << 20, 0x10000)  # adjacent to R0: a separate host mapping
@@ -320,6 +324,21 @@ def test_evaluate_runs_twice_and_names_the_target():
     assert fs[0].target == "py:tests:flaky"
     _, fs = evaluate(PythonTarget(flaky, "py:tests:flaky"), tx(10), determinism=False)
     assert fs == []
+
+
+def test_evaluate_asks_the_reference_once_and_the_model_keeps_no_state(monkeypatch):
+    # evaluate skips the determinism repeat for the reference: it relies on parse being pure.
+    calls = []
+    real = ModelTarget.parse
+    monkeypatch.setattr(ModelTarget, "parse", lambda self, case: calls.append(case) or real(self, case))
+    evaluate(ModelTarget(), tx(10))
+    assert len(calls) == 1
+    # Pure: each corpus case answered the same, fresh or after every other case (either profile).
+    files = sorted(p for d in ("target", "rx", "tx") for p in (ROOT / "corpus" / d).iterdir())
+    for profile in PROFILES:
+        first = [parse(decode(p.read_bytes()), profile) for p in files]
+        again = [parse(decode(p.read_bytes()), profile) for p in reversed(files)][::-1]
+        assert first == again
 
 
 def test_check_is_deterministic():

@@ -171,8 +171,8 @@ def _too_large(max_chain_bytes: int) -> ChainError:
 
 class Walked:
     """One case's guest memory, queue check and whole chain under the spec's rules, each
-    computed once. `walked(case)` keeps the last case's: the model parses a case twice
-    (determinism) and the oracles look at the same chain, so the walk is done once."""
+    computed once. `walked(case)` keeps the last case's: the model (under one profile or two)
+    and the oracles look at the same chain, so the walk is done once."""
 
     __slots__ = ("case", "mem", "_queue_error", "_chain")
 
