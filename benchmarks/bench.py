@@ -95,7 +95,8 @@ def bench_linux():
 @section("oracles")
 def bench_oracles():
     """check() alone, decode + model + every oracle, and decode + evaluate on the reference: the
-    harness's per-case path (the model twice for determinism, then every oracle; goal 50,000/s)."""
+    harness's per-case path (the reference once, as it is pure; other targets twice for determinism;
+    then every oracle; goal 50,000/s)."""
     from vsock_fuzz.oracles import check, evaluate
     from vsock_fuzz.targets import open_target
     reference = open_target("reference")

@@ -9,8 +9,8 @@ Sections:
   harnesses   exec/s of harnesses/fuzz_*.py under libFuzzer (instrumented, every oracle on),
               from an empty corpus and from the seed corpus (copied: the seeds stay as they are)
   per-case    the per-case path in this process without instrumentation, over the corpus a
-              harness run grew, cut into its parts (decode, target, evaluate = target twice +
-              model + oracles)
+              harness run grew, cut into its parts (decode, target, evaluate = the target (twice
+              unless it is the pure reference) + model + oracles)
   campaign    `vsock-fuzz fuzz --target reference` exec/s for each engine (1 worker)
   first       median seconds to the first finding of each zoo bug's oracle over --repeat seeds,
               per engine, from an empty corpus and from the seed corpus (the hypothesis engine
