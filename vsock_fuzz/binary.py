@@ -65,9 +65,6 @@ class Reader:
             return self.data[p]
         return 0
 
-    def u16(self) -> int:
-        return self.u8() | self.u8() << 8
-
     def varint(self) -> int:
         data, p = self.data, self.pos
         if p >= len(data):
@@ -129,10 +126,6 @@ def decode(data: bytes) -> Case:
     if mode & RAW:
         return _decode_raw(rd, queue)
     return assemble(decode_layout(rd, queue))
-
-
-def version_of(data: bytes) -> int:
-    return data[0] if data else 0
 
 
 def _decode_raw(rd: Reader, queue: str) -> Case:
