@@ -9,8 +9,10 @@ moment), checks the answer with the oracles, and writes the used entry.
 
 Invariants (issue 3): every published chain is consumed exactly once; the
 device never has more than the queue size to pop (virtio-queue 0.6.1: an
-available index running past the queue made a device loop over old chains)
-and no chain walk exceeds it; the used ring matches what was consumed; every
+available index running past the queue made a device loop over old chains),
+the model's walk of each popped chain stays within it, and a target whose own
+walk does not is caught by the hang oracle; the used ring matches what was
+consumed; every
 answer passes the oracles; the same bytes give the same answer whatever came
 before (no state leaks between packets).
 """
