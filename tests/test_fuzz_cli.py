@@ -99,8 +99,11 @@ def test_zoo_bug_found_exit_1_and_reproducer_replays(tmp_path):
 
 def test_fail_on_critical_ignores_lesser_findings(tmp_path):
     # two_desc (vm-virtio #204) breaks only interop (error) and conformance rules.
-    r = fuzz("--target", "py:vsock_fuzz.zoo.two_desc:parse", "--max-time", 3, "--out", tmp_path,
-             "--seed", 1, "--fail-on", "critical", "--minimize-time", 0)
+    # From the seeds (Linux layouts among them) and stopped at the finding, not by a clock
+    # that a loaded machine could run out of first.
+    r = fuzz("--target", "py:vsock_fuzz.zoo.two_desc:parse", "--max-time", 60, "--out", tmp_path,
+             "--seed", 1, "--fail-on", "critical", "--minimize-time", 0, "--corpus", SEEDS,
+             "--stop-on", "interop.linux-rejected")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "interop.linux-rejected (error" in r.stdout
     assert any(f["oracle"] == "interop.linux-rejected" for f in findings_in(tmp_path))
