@@ -51,23 +51,39 @@ DEFAULT_REGION_SIZE = 1 << 20
 MASK64 = U64 - 1
 
 
+def _ctl_flags(ctl: int) -> int:
+    """The descriptor flags a structured-form ctl byte sets."""
+    return (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
+
+
+CTL_FLAGS = tuple(_ctl_flags(ctl) for ctl in range(256))  # looked up: one per descriptor decoded
+
+
 class Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "end")
 
     def __init__(self, data: bytes, pos: int = 0):
         self.data = data
         self.pos = pos
+        self.end = len(data)
 
     def u8(self) -> int:
         p = self.pos
-        if p < len(self.data):
+        if p < self.end:
             self.pos = p + 1
             return self.data[p]
-        return 0
+        return 0  # missing bytes read as zero
+
+    def u16(self) -> int:
+        p = self.pos
+        if p + 2 <= self.end:
+            self.pos = p + 2
+            return self.data[p] | self.data[p + 1] << 8
+        return self.u8()  # at most one byte left: the missing high byte reads as zero
 
     def varint(self) -> int:
         data, p = self.data, self.pos
-        if p >= len(data):
+        if p >= self.end:
             return 0  # missing bytes read as zero
         if data[p] < 0x80:  # one byte: the usual case
             self.pos = p + 1
@@ -84,11 +100,11 @@ class Reader:
         """A u8 or varint count, never more than half the bytes left: every
         counted item takes at least two bytes, so missing bytes cannot make
         hundreds of empty items."""
-        return min(self.varint(), (len(self.data) - self.pos) // 2)
+        return min(self.varint(), (self.end - self.pos) // 2)
 
     def count8(self) -> int:
         n = self.u8()
-        return min(n, (len(self.data) - self.pos) // 2)
+        return min(n, (self.end - self.pos) // 2)
 
     def take(self, n: int) -> bytes:
         p = self.pos
@@ -160,7 +176,7 @@ def _minus_one(v: int, default: int) -> int:
 
 
 def decode_layout(rd: Reader, queue: str) -> Layout:
-    u8, varint = rd.u8, rd.varint
+    u8, u16, varint = rd.u8, rd.u16, rd.varint
     code = u8()
     size = SIZES[code] if code < len(SIZES) else 1 << (code & 15) if code < 128 else code
     head = u8()
@@ -180,9 +196,10 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
 
     recs = []    # the descriptors in encoding order
     counts = []  # and how many of the records after each form its indirect table
+    n_regions = len(regions)
     for _ in range(rd.count8()):
         ctl = u8()
-        flags = (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
+        flags = CTL_FLAGS[ctl]
         length = varint() & 0xFFFFFFFF
         anchor = ctl >> 4 & 3
         if anchor == 0:
@@ -190,10 +207,10 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
         elif anchor == 3:
             addr = varint()
         else:
-            reg = regions[u8() % len(regions)]
+            start, rsize = regions[u8() % n_regions]
             off = varint()
-            addr = (reg.gpa + off if anchor == 1 else reg.end - off) & MASK64
-        nxt = u8() | u8() << 8 if ctl & 8 else None
+            addr = (start + off if anchor == 1 else start + rsize - off) & MASK64
+        nxt = u16() if ctl & 8 else None
         counts.append(u8() if ctl & 2 else 0)
         recs.append(Buf(length, flags, addr, nxt))
     bufs = _tables(recs, counts, 0, len(recs))[0] if any(counts) else tuple(recs)
@@ -226,7 +243,7 @@ def _tables(recs, counts, pos: int, count: int):
         pos += 1
         if sub:
             entries, pos = _tables(recs, counts, pos, sub)
-            buf = buf._replace(table=entries)
+            buf = Buf(buf.len, buf.flags, buf.addr, buf.next, entries)
         bufs.append(buf)
     return tuple(bufs), pos
 

@@ -132,8 +132,8 @@ def covered(regions, gpa: int, size: int) -> bool:
 def _outside(regions, gpa: int, end: int):
     """None when [gpa, end) lies inside memory (one region, or adjacent ones); else the
     (lo, hi) part of it inside each region it meets, by address (regions never overlap)."""
-    for r in regions:  # the usual case: inside one region
-        if r.gpa <= gpa and end <= r.gpa + r.size:
+    for start, size in regions:  # the usual case: inside one region
+        if start <= gpa and end <= start + size:
             return None
     spans = []
     for r in sorted(regions):

@@ -77,41 +77,40 @@ def assemble(lay: Layout) -> Case:
     avail = desc_table + DESC_SIZE * lay.size
     used = (avail + 6 + 2 * lay.size + 3) & ~3
     cursor = (used + 6 + 8 * lay.size + PAGE - 1) & ~(PAGE - 1) if lay.data_base is None else lay.data_base
-    raw: list[tuple[int, bytes]] = []
+    tables: list[tuple[int, bytes]] = []  # (addr, entries) of each descriptor table, inner ones first
     placed: list[tuple[int, int]] = []  # (addr, len) of data buffers in walk order
-
-    def place(length: int) -> int:
-        nonlocal cursor
-        at = cursor
-        cursor = (cursor + length + 7) & ~7
-        return at
-
-    pack = DESC_STRUCT.pack
-
-    def lay_table(bufs, at: int) -> None:
-        entries = []
-        for i, b in enumerate(bufs):
-            if b.flags & F_INDIRECT:
-                addr = place(max(b.len, DESC_SIZE * len(b.table))) if b.addr is None else b.addr
-                lay_table(b.table, addr)
-            else:
-                addr = place(b.len) if b.addr is None else b.addr
-                placed.append((addr, b.len))
-            last = i == len(bufs) - 1
-            flags = ((0 if last else F_NEXT) ^ b.flags) & 0xFFFF
-            nxt = (i + 1 if b.next is None else b.next) & 0xFFFF
-            entries.append(pack(addr & 0xFFFFFFFFFFFFFFFF, b.len & 0xFFFFFFFF, flags, nxt))
-        if entries:
-            raw.insert(0, (at, b"".join(entries)))
-
-    lay_table(lay.bufs, desc_table)
+    _lay_table(lay.bufs, desc_table, cursor, tables, placed)
+    raw = tables[::-1]  # the outer table first
     if lay.header is not None:
-        raw.extend(scatter(lay.header.pack(), placed))
-    raw.extend(lay.extra)
+        raw += scatter(lay.header.pack(), placed)
+    raw += lay.extra
     ring = Ring(lay.size, desc_table, avail, used, lay.head)
     writes = [w for gpa, data in raw for w in clip(regions, gpa, data)]
     writes += avail_ring_writes(regions, ring)  # written last, as the harness does
     return Case(lay.queue, lay.max_data_size, tuple(regions), tuple(writes), ring)
+
+
+def _lay_table(bufs, at: int, cursor: int, tables: list, placed: list) -> int:
+    """Lay `bufs` out as the descriptor table at `at`, auto-placed buffers (and their
+    tables) from `cursor` on; returns the cursor after them."""
+    entries = []
+    last = len(bufs) - 1
+    pack = DESC_STRUCT.pack
+    for i, (length, flags, addr, nxt, table) in enumerate(bufs):
+        indirect = flags & F_INDIRECT
+        if addr is None:  # after the previous buffer, 8-aligned
+            addr = cursor
+            cursor = (cursor + (max(length, DESC_SIZE * len(table)) if indirect else length) + 7) & ~7
+        if indirect:
+            cursor = _lay_table(table, addr, cursor, tables, placed)
+        else:
+            placed.append((addr, length))
+        flags = ((0 if i == last else F_NEXT) ^ flags) & 0xFFFF
+        nxt = (i + 1 if nxt is None else nxt) & 0xFFFF
+        entries.append(pack(addr & 0xFFFFFFFFFFFFFFFF, length & 0xFFFFFFFF, flags, nxt))
+    if entries:
+        tables.append((at, b"".join(entries)))
+    return cursor
 
 
 def scatter(data: bytes, pieces):
