@@ -106,3 +106,16 @@ def test_failed_access_is_not_logged():
     with pytest.raises(MemoryFault):
         m.read(0x5000, 1)
     assert m.log == []
+
+
+def test_later_write_at_the_same_address_wins():
+    # protocol: writes are applied in order, whatever their addresses sort to
+    assert mem([Write(0x1000, b"bb"), Write(0x1000, b"aa")]).read(0x1000, 2) == b"aa"
+    assert mem([Write(0x1001, b"x"), Write(0x1000, b"abc")]).read(0x1000, 3) == b"abc"
+
+
+def test_reads_before_the_first_region_and_between_pieces():
+    m = mem([Write(0x1000, b"ab"), Write(0x1010, b"cd")])
+    assert m.region_index(0) == -1 and m.region_end(0) is None and m.slices(0, 1) is None
+    assert m.read(0x1001, 0x10) == b"b" + bytes(14) + b"c"
+    assert m.read(0x1008, 4) == bytes(4)

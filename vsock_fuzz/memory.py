@@ -8,8 +8,12 @@ kept as they are, so a 2^40-byte region costs nothing.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import add, attrgetter, gt, itemgetter
 
 U64 = 1 << 64
+_NO_PIECE = (-1, -1, b"")  # the pieces' sentinel, like the regions'
+_GPA = attrgetter("gpa")
+_DATA = attrgetter("data")
 
 
 class MemoryFault(Exception):
@@ -26,10 +30,12 @@ class GuestMemory:
 
     def __init__(self, regions, writes=()):
         ordered = sorted(regions)  # Regions are (gpa, size) tuples: by gpa
-        self._starts = [r[0] for r in ordered]
-        self._ends = [r[0] + r[1] for r in ordered]
+        # Each list starts with an empty sentinel at -1, before every address: a lookup
+        # (bisect_right(...) - 1) always lands on an entry, and a hole is `gpa >= end`.
+        self._starts = [-1, *map(itemgetter(0), ordered)]
+        self._ends = [-1, *map(sum, ordered)]  # gpa + size
         self._writes = writes
-        self._at: list[int] = []
+        self._at: list[int] = [-1]
         self._pieces: list[tuple[int, int, bytes]] | None = None
         self.log: list[tuple[str, int, int]] = []
 
@@ -38,10 +44,19 @@ class GuestMemory:
         read is one bisect (`_at` holds their starts); built on first use, as a case whose queue
         is refused is never read."""
         if self._pieces is None:
-            self._pieces = []
-            for w in self._writes:
-                if w.data:
-                    self._put(w.gpa, w.data)
+            # Usually no two writes overlap: then the pieces are the writes by address. The
+            # loops are C builtins because this runs once per fuzz case under coverage tracing.
+            writes = sorted(filter(_DATA, self._writes))
+            at = list(map(_GPA, writes))
+            ends = list(map(add, at, map(len, map(_DATA, writes))))
+            if any(map(gt, ends, at[1:])):
+                self._pieces = [_NO_PIECE]
+                for w in self._writes:
+                    if w.data:
+                        self._put(w.gpa, w.data)
+            else:
+                self._at = [-1, *at]
+                self._pieces = [_NO_PIECE, *zip(at, ends, map(_DATA, writes))]
         return self._pieces
 
     def _put(self, gpa: int, data: bytes) -> None:
@@ -49,7 +64,7 @@ class GuestMemory:
         end = gpa + len(data)
         at, pieces = self._at, self._pieces
         i = bisect_right(at, gpa) - 1  # the piece starting at or before gpa
-        if i < 0 or pieces[i][1] <= gpa:
+        if pieces[i][1] <= gpa:
             i += 1
         j = bisect_left(at, end, i)    # pieces[i:j] overlap [gpa, end)
         new = [(gpa, end, data)]
@@ -66,16 +81,12 @@ class GuestMemory:
     def region_index(self, gpa: int) -> int:
         """Index (in gpa order) of the region holding `gpa`, or -1 in a hole."""
         i = bisect_right(self._starts, gpa) - 1
-        if i >= 0 and gpa < self._ends[i]:
-            return i
-        return -1
+        return i - 1 if gpa < self._ends[i] else -1
 
     def region_end(self, gpa: int) -> int | None:
         """End of the region holding `gpa`, None in a hole."""
-        i = bisect_right(self._starts, gpa) - 1
-        if i >= 0 and gpa < self._ends[i]:
-            return self._ends[i]
-        return None
+        end = self._ends[bisect_right(self._starts, gpa) - 1]
+        return end if gpa < end else None
 
     def slices(self, gpa: int, size: int):
         """[gpa, gpa+size) cut at region boundaries, or None if any byte is unmapped.
@@ -86,7 +97,7 @@ class GuestMemory:
         end = gpa + size
         starts, ends = self._starts, self._ends
         i = bisect_right(starts, gpa) - 1
-        if i < 0 or gpa >= ends[i]:
+        if gpa >= ends[i]:
             return None
         if end <= ends[i]:  # the common case: inside one region
             return [(gpa, size)]
@@ -109,21 +120,17 @@ class GuestMemory:
 
     def read(self, gpa: int, size: int) -> bytes:
         end = gpa + size
-        r = bisect_right(self._starts, gpa) - 1
         # Mapped if inside the region holding gpa (the usual read), else if cut at region boundaries.
-        if size and (r < 0 or end > self._ends[r]) and self.slices(gpa, size) is None:
+        if end > self._ends[bisect_right(self._starts, gpa) - 1] and size and self.slices(gpa, size) is None:
             raise MemoryFault(gpa, size)
         self.log.append(("r", gpa, size))
-        pieces = self._pieces if self._pieces is not None else self._contents()
+        pieces = self._pieces or self._contents()
         i = bisect_right(self._at, gpa) - 1
-        if i >= 0:
-            s, e, data = pieces[i]
-            if end <= e:  # one piece holds it all: the usual read
-                return data[gpa - s:end - s]
-            if e <= gpa:
-                i += 1
-        else:
-            i = 0
+        s, e, data = pieces[i]
+        if end <= e:  # one piece holds it all: the usual read
+            return data[gpa - s:end - s]
+        if e <= gpa:
+            i += 1
         out = bytearray(size)  # unwritten bytes read zero
         while i < len(pieces) and pieces[i][0] < end:
             s, e, data = pieces[i]
