@@ -57,8 +57,10 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
+from functools import cached_property
+from itertools import accumulate
 from operator import attrgetter, itemgetter
 
 from .answer import Answer
@@ -134,6 +136,8 @@ def oracle(name: str, severity: str, rule: str):
 
 
 UNSET = object()
+_BEFORE_ALL = float("-inf")  # compares below every address
+_ADDR, _LEN, _END = 2, 3, 4  # of a `_Context.placed` slice
 
 
 class _Context:
@@ -147,12 +151,8 @@ class _Context:
         self.model = model
         self.tx = case.queue == "tx"
         self.current: Oracle | None = None
-        self._walked = None
-        self._chain = None
-        self._placed = None
-        self._outside = None
         # Computed on first use (UNSET until then; None is a result).
-        self._spec = self._hdr = self._stream = self._linux = UNSET
+        self._spec = self._linux = UNSET
 
     def emit(self, message: str, signature: str = "", *, severity: str | None = None,
              rule: str | None = None, answer: Answer | None = None) -> None:
@@ -160,22 +160,42 @@ class _Context:
         self.out.append(Finding(o.name, o.family, severity or o.severity, rule or o.rule, message,
                                 self.case, answer or self.answer, signature))
 
-    @property
+    # What several oracles read is a cached_property: after the first use, a plain attribute.
+
+    @cached_property
     def walked(self) -> Walked:
         """Memory and chain, shared with the model's parse of this case."""
-        if self._walked is None:
-            self._walked = walked(self.case)
-        return self._walked
+        return walked(self.case)
 
-    @property
+    @cached_property
     def mem(self) -> GuestMemory:
         return self.walked.mem
 
-    @property
+    @cached_property
     def chain(self) -> "_Chain":
-        if self._chain is None:
-            self._chain = _Chain(self.walked)
-        return self._chain
+        return _Chain(self.walked)
+
+    @cached_property
+    def placed(self) -> list:
+        """(field, index, addr, len, end of the region holding addr or None) per non-empty slice;
+        the oracles pick theirs with comprehensions, so a clean answer costs no loop of theirs."""
+        region_end, ans = self.mem.region_end, self.answer
+        return [(field, i, a, n, region_end(a) if a + n <= U64 else None)
+                for field, slices in (("header_slices", ans.header_slices), ("data_slices", ans.data_slices))
+                for i, (a, n) in enumerate(slices) if n]
+
+    @cached_property
+    def outside(self) -> list:
+        """The slices of `placed` that no buffer of the chain holds."""
+        return self.chain.outside(self.placed)
+
+    @cached_property
+    def true_header(self) -> Header | None:
+        return _true_header(self)
+
+    @cached_property
+    def stream_faults(self) -> list:
+        return _stream_faults(self)
 
     def spec_answer(self) -> Answer:
         """The model's answer under `spec` (reusing the differential one when it is that)."""
@@ -204,9 +224,11 @@ class _Chain:
                 pass
         self.descs = descs
         self.used = [d for d in descs if d.len]  # the byte stream: zero-length buffers carry nothing
-        self.total = sum(map(attrgetter("len"), self.used))  # bytes in the stream
+        # Where each used buffer starts in the stream, then the bytes in the stream.
+        *self.offsets, self.total = accumulate(map(attrgetter("len"), self.used), initial=0)
         directions = {d.flags & F_WRITE for d in self.used}
-        # The one direction of every used buffer (None: both or none), to share one union.
+        # The one direction of every used buffer (None: both or none): when it is the queue's,
+        # no slice inside the chain can be in a buffer of the wrong one.
         self.writable = bool(directions.pop()) if len(directions) == 1 else None
         self._unions: dict = {}
         self._walked = w
@@ -217,28 +239,26 @@ class _Chain:
         return self._walked.queue_error
 
     def _union(self, writable):
-        """The chain's used buffers (of one direction if given) merged: sorted (starts, ends)."""
+        """The chain's used buffers (of one direction if given) merged: sorted (starts, ends), both
+        led by a piece that lies before every address, so any address has a piece at or before it."""
         union = self._unions.get(writable)
         if union is None:
             want = None if writable is None else F_WRITE if writable else 0
             spans = sorted({(d.addr, d.addr + d.len) for d in self.used if want is None or d.flags & F_WRITE == want})
-            starts, ends = [], []
-            for s, e in spans:
-                if ends and s <= ends[-1]:
-                    ends[-1] = max(ends[-1], e)
-                else:
-                    starts.append(s)
-                    ends.append(e)
+            reach = list(accumulate([e for _, e in spans], max))  # the furthest end so far
+            # A piece starts at each span that begins past every byte before it (touching spans merge).
+            first = [k for k in range(len(spans)) if k == 0 or spans[k][0] > reach[k - 1]]
+            starts = [_BEFORE_ALL] + [spans[k][0] for k in first]
+            ends = [_BEFORE_ALL] + [reach[k - 1] for k in first[1:]] + reach[-1:]
             union = self._unions[writable] = starts, ends
         return union
 
-    def covers(self, addr: int, n: int, writable: bool | None = None) -> bool:
-        """Whether [addr, addr+n) lies inside the chain's buffers (of one direction if given)."""
-        if writable is not None and writable == self.writable:
-            writable = None  # every buffer has this direction: the same union
+    def outside(self, placed: list, writable: bool | None = None) -> list:
+        """The slices of `placed` (as `_Context.placed` gives them) not inside the chain's buffers
+        (of one direction if given)."""
         starts, ends = self._union(writable)
-        i = bisect_right(starts, addr) - 1
-        return i >= 0 and addr + n <= ends[i]
+        # Inside iff it ends by the end of the last piece starting at or before it.
+        return [p for p in placed if p[_ADDR] + p[_LEN] > ends[bisect_right(starts, p[_ADDR]) - 1]]
 
     @property
     def buffers_overlap(self) -> bool:
@@ -247,40 +267,15 @@ class _Chain:
 
     def stream(self, start: int, n: int):
         """The chain's bytes [start, start+n) as (addr, len) pieces, or None if it is shorter."""
-        out = []
-        pos = 0
-        for d in self.used:
-            end = pos + d.len
-            if end > start and n:
-                off = max(start - pos, 0)
-                take = min(d.len - off, n)
-                out.append((d.addr + off, take))
-                n -= take
-                start += take
-            pos = end
-            if not n:
-                return out
-        return out if not n else None
-
-
-def _placed(ctx) -> list:
-    """(field, index, addr, len, end of the region holding addr or None) per non-empty slice."""
-    if ctx._placed is None:
-        mem, placed = ctx.mem, []
-        for field, slices in (("header_slices", ctx.answer.header_slices), ("data_slices", ctx.answer.data_slices)):
-            for i, (a, n) in enumerate(slices):
-                if n:
-                    placed.append((field, i, a, n, mem.region_end(a) if a + n <= U64 else None))
-        ctx._placed = placed
-    return ctx._placed
-
-
-def _outside_chain(ctx) -> list:
-    """The non-empty slices (as `_placed` gives them) that no buffer of the chain holds."""
-    if ctx._outside is None:
-        chain = ctx.chain
-        ctx._outside = [p for p in _placed(ctx) if not chain.covers(p[2], p[3])]
-    return ctx._outside
+        end = start + n
+        if not n:
+            return []
+        if end > self.total:
+            return None
+        # The used buffers from the one holding `start` to the one holding the last byte.
+        i, j = bisect_right(self.offsets, start) - 1, bisect_left(self.offsets, end)
+        return [(d.addr + max(start - pos, 0), min(end, pos + d.len) - max(start, pos))
+                for d, pos in zip(self.used[i:j], self.offsets[i:j])]
 
 
 def coalesce(slices) -> list[tuple[int, int]]:
@@ -338,22 +333,20 @@ def no_hang(ctx: _Context) -> None:
 
 @oracle("safety.slice-in-memory", "critical", "Firecracker CVE-2019-18960: every slice lies in guest memory")
 def slice_in_memory(ctx: _Context) -> None:
-    for field, i, a, n, end in _placed(ctx):
-        if end is None:
-            where = "wraps past 2^64" if a + n > U64 else "starts outside every memory region"
-            ctx.emit(f"{field}[{i}] = {_span(a, n)} {where}: the host would "
-                     f"{'read' if ctx.tx else 'write'} memory that is not the guest's", field)
+    for field, i, a, n, end in [p for p in ctx.placed if p[_END] is None]:
+        where = "wraps past 2^64" if a + n > U64 else "starts outside every memory region"
+        ctx.emit(f"{field}[{i}] = {_span(a, n)} {where}: the host would "
+                 f"{'read' if ctx.tx else 'write'} memory that is not the guest's", field)
 
 
 @oracle("safety.slice-in-region", "critical",
         "Firecracker CVE-2019-18960: a slice is one host mapping, inside one region")
 def slice_in_region(ctx: _Context) -> None:
-    for field, i, a, n, end in _placed(ctx):
-        if end is not None and a + n > end:
-            start = max(s for s in (r.gpa for r in ctx.case.regions) if s <= a)
-            ctx.emit(f"{field}[{i}] = {_span(a, n)} runs {a + n - end} bytes past the end of region "
-                     f"[{start:#x}, {end:#x}) — CVE-2019-18960 class: host memory past a region would be "
-                     f"{'read' if ctx.tx else 'written'}", field)
+    for field, i, a, n, end in [p for p in ctx.placed if p[_END] is not None and p[_ADDR] + p[_LEN] > p[_END]]:
+        start = max(s for s in (r.gpa for r in ctx.case.regions) if s <= a)
+        ctx.emit(f"{field}[{i}] = {_span(a, n)} runs {a + n - end} bytes past the end of region "
+                 f"[{start:#x}, {end:#x}) — CVE-2019-18960 class: host memory past a region would be "
+                 f"{'read' if ctx.tx else 'written'}", field)
 
 
 @oracle("safety.slice-in-chain", "critical",
@@ -361,7 +354,7 @@ def slice_in_region(ctx: _Context) -> None:
 def slice_in_chain(ctx: _Context) -> None:
     chain = ctx.chain
     stop = f" (the walk stops there: {chain.error.detail})" if chain.error else ""
-    for field, i, a, n, _ in _outside_chain(ctx):
+    for field, i, a, n, _ in ctx.outside:
         ctx.emit(f"{field}[{i}] = {_span(a, n)} is not inside any buffer of the chain's "
                  f"{len(chain.used)} descriptors{stop}: the device would "
                  f"{'read' if ctx.tx else 'write'} guest memory the driver did not hand it", field)
@@ -370,13 +363,14 @@ def slice_in_chain(ctx: _Context) -> None:
 @oracle("safety.direction", "critical",
         "2.7.4.1: the device MUST NOT write to a device-readable buffer; tx reads only device-readable ones")
 def direction(ctx: _Context) -> None:
-    chain, want, outside = ctx.chain, not ctx.tx, _outside_chain(ctx)
-    for p in _placed(ctx):
-        field, i, a, n, _ = p
-        if p not in outside and not chain.covers(a, n, want):
-            what = ("writes device-readable memory: a buffer the guest may still be reading from (2.7.4.1)"
-                    if want else "reads a device-writable buffer as packet data: the guest expects the device to fill it")
-            ctx.emit(f"{field}[{i}] = {_span(a, n)} on the {ctx.case.queue} queue {what}", field)
+    chain, want = ctx.chain, not ctx.tx
+    if chain.writable == want:
+        return  # every buffer has the queue's direction: a slice inside the chain is inside one of them
+    inside = [p for p in ctx.placed if p not in ctx.outside]
+    for field, i, a, n, _ in chain.outside(inside, want):
+        what = ("writes device-readable memory: a buffer the guest may still be reading from (2.7.4.1)"
+                if want else "reads a device-writable buffer as packet data: the guest expects the device to fill it")
+        ctx.emit(f"{field}[{i}] = {_span(a, n)} on the {ctx.case.queue} queue {what}", field)
 
 
 # --- fidelity (error) ------------------------------------------------------------
@@ -396,7 +390,7 @@ def header_bytes(ctx: _Context) -> None:
     if hdr is None:
         ctx.emit("the target accepted a tx packet but reported no header", "missing")
         return
-    raw = _true_header(ctx)
+    raw = ctx.true_header
     if raw is None or hdr == raw:
         return  # None: header-size or a safety oracle has said why
     wrong = [f"{name} {got} (memory holds {want})"
@@ -408,19 +402,17 @@ def header_bytes(ctx: _Context) -> None:
 
 def _true_header(ctx: _Context) -> Header | None:
     """The header as the bytes under header_slices hold it, when they are 44 mapped bytes."""
-    if ctx._hdr is UNSET:
-        hs, mem = ctx.answer.header_slices, ctx.mem
-        ctx._hdr = None
-        if _total(hs) == HEADER_SIZE:
-            try:
-                ctx._hdr = Header.unpack(b"".join([mem.read(a, n) for a, n in hs]))
-            except MemoryFault:
-                pass
-    return ctx._hdr
+    hs, mem = ctx.answer.header_slices, ctx.mem
+    if _total(hs) == HEADER_SIZE:
+        try:
+            return Header.unpack(b"".join([mem.read(a, n) for a, n in hs]))
+        except MemoryFault:
+            pass
+    return None
 
 
 def _tx_len(ctx: _Context) -> int | None:
-    hdr = _true_header(ctx) or ctx.answer.header
+    hdr = ctx.true_header or ctx.answer.header
     return None if hdr is None else hdr.len
 
 
@@ -454,7 +446,7 @@ def slice_overlap(ctx: _Context) -> None:
 @oracle("fidelity.stream-order", "error",
         "2.6.4 / 5.10.6: the header is the chain's first 44 bytes, the data follows it in order")
 def stream_order(ctx: _Context) -> None:
-    for gap in _stream_walk(ctx):
+    for gap in ctx.stream_faults:
         if gap[0] == "order":
             ctx.emit(gap[1], gap[2])
 
@@ -462,18 +454,16 @@ def stream_order(ctx: _Context) -> None:
 @oracle("conformance.stream-gap", "warning",
         "2.6.4: the device MUST NOT make assumptions about the arrangement of descriptors")
 def stream_gap(ctx: _Context) -> None:
-    for gap in _stream_walk(ctx):
+    for gap in ctx.stream_faults:
         if gap[0] == "gap":
             ctx.emit(gap[1], gap[2])
 
 
-def _stream_walk(ctx: _Context):
+def _stream_faults(ctx: _Context) -> list:
     """Where header and data sit in the chain's byte stream: ("order"|"gap", message, signature) tuples."""
-    if ctx._stream is not UNSET:
-        return ctx._stream
-    ctx._stream = out = []
+    out = []
     ans, chain = ctx.answer, ctx.chain
-    if _outside_chain(ctx):
+    if ctx.outside:
         return out  # safety.slice-in-chain has said it
     hs = ans.header_slices
     if _total(hs) == HEADER_SIZE and not same_bytes(hs, chain.stream(0, HEADER_SIZE)):
@@ -484,15 +474,15 @@ def _stream_walk(ctx: _Context):
         return out
     ds = coalesce(ans.data_slices)
     # Map each data byte range to its position in the stream, moving forward only.
-    starts, pos = [], 0
-    for d in chain.used:
-        starts.append(pos)
-        pos += d.len
+    used, starts = chain.used, chain.offsets
     cursor, gaps = HEADER_SIZE, 0
     for i, (a, n) in enumerate(ds):
         while n:
-            hit = next(((starts[j] + a - d.addr, d) for j, d in enumerate(chain.used)
-                        if d.addr <= a < d.addr + d.len and starts[j] + a - d.addr >= cursor), None)
+            # The first buffer holding `a` at or after the cursor: buffers before the one holding
+            # the cursor lie wholly before it in the stream, so the search starts there (linear).
+            first = bisect_right(starts, cursor) - 1  # >= 0: starts[0] is 0 (a slice here is in the chain)
+            hit = next(((starts[j] + a - used[j].addr, used[j]) for j in range(first, len(used))
+                        if used[j].addr <= a < used[j].addr + used[j].len and starts[j] + a - used[j].addr >= cursor), None)
             if hit is None:
                 out.append(("order", f"data bytes {_span(a, n)} do not follow the header and the data "
                                      f"before them in the chain's byte stream (read twice, out of order, "
@@ -585,9 +575,9 @@ def _stream_exact(ctx: _Context) -> bool:
     hdr.len (tx), or 1 up to the rest of the chain capped at max_data_size (rx: a device may
     offer less room than the buffer has, not none): cheap, from the shared walk."""
     ans, chain = ctx.answer, ctx.chain
-    if _total(ans.header_slices) != HEADER_SIZE or _stream_walk(ctx):
+    if _total(ans.header_slices) != HEADER_SIZE or ctx.stream_faults:
         return False
-    if _outside_chain(ctx):
+    if ctx.outside:
         return False
     if ctx.tx:
         want = _tx_len(ctx)
