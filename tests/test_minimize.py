@@ -108,3 +108,14 @@ def test_minimize_command_refuses_an_oracle_that_does_not_fire(tmp_path, capsys)
     assert "nothing to minimize" in capsys.readouterr().err
     assert main(["minimize", src, "--target", "reference", "--oracle", "safety.crash"]) == 2
     assert "does not fire" in capsys.readouterr().err
+
+
+def test_minimize_says_why_determinism_cannot_fire_on_the_reference(tmp_path, capsys):
+    src = str(tmp_path / "ok.json")
+    write_case(src, assemble(linux_tx("5.x", 5)))
+    assert main(["minimize", src, "--target", "reference", "--oracle", "determinism.repeat"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fire" in err and "asked once per case" in err
+    # Any other target is asked twice: no such explanation.
+    assert main(["minimize", src, "--target", "py:vsock_fuzz.zoo.two_desc:parse", "--oracle", "determinism.repeat"]) == 2
+    assert "asked once" not in capsys.readouterr().err

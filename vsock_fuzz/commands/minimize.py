@@ -37,7 +37,7 @@ def run(args) -> int:
     from ..minimize import DEFAULT_BUDGET, fires, shrink
     from ..oracles import SEVERITY_ORDER, evaluate
     from ..show import render
-    from ..targets import TargetError
+    from ..targets import ModelTarget, TargetError
 
     try:
         entry = read_case(args.case)
@@ -56,7 +56,11 @@ def run(args) -> int:
             oracle = max(findings, key=lambda f: SEVERITY_ORDER[f.severity]).oracle
         if not any(f.oracle == oracle for f in findings):
             fired = ", ".join(sorted({f.oracle for f in findings})) or "none"
-            return _fail(f"{args.case}: oracle {oracle} does not fire on this case against {target.name} (fires: {fired})")
+            why = ""
+            if oracle == "determinism.repeat" and isinstance(target, ModelTarget):
+                why = "; the reference model is pure and asked once per case, so determinism cannot fire on it"
+            return _fail(f"{args.case}: oracle {oracle} does not fire on this case against {target.name} "
+                         f"(fires: {fired}){why}")
         before = len(entry.case.to_binary())
         small = shrink(entry.case, fires(target, oracle, profile=args.profile, strict=args.strict),
                        budget=args.budget or DEFAULT_BUDGET, timeout=args.max_time)
