@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from .case import U64, Case, Region, Ring, Write, avail_ring_writes, clip
+from .case import U64, Case, Region, Ring, avail_ring_writes, clip_each
 from .chain import F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, Header
 from .layout import Buf, Layout, assemble, stream_len
@@ -85,15 +85,17 @@ class Reader:
         data, p = self.data, self.pos
         if p >= self.end:
             return 0  # missing bytes read as zero
-        if data[p] < 0x80:  # one byte: the usual case
+        b = data[p]
+        if b < 0x80:  # one byte: the usual case
             self.pos = p + 1
-            return data[p]
-        v = 0
-        for i, b in enumerate(data[p:p + 10]):  # at most 10 bytes; the last one lacks bit 7
-            v |= (b & 0x7F) << 7 * i
+            return b
+        v = shift = 0
+        for b in data[p:p + 10]:  # at most 10 bytes; the last one lacks bit 7
+            v |= (b & 0x7F) << shift
+            shift += 7
             if b < 0x80:
                 break
-        self.pos = p + i + 1
+        self.pos = p + shift // 7
         return v & MASK64
 
     def count(self) -> int:
@@ -159,10 +161,11 @@ def _decode_raw(rd: Reader, queue: str) -> Case:
         starts.insert(i, gpa)
         ends.insert(i, end)
         regions.append(Region(gpa, rsize))
-    writes: list[Write] = []
+    raw = []
     for _ in range(rd.count()):
         gpa = varint()
-        writes.extend(clip(regions, gpa, rd.take(varint())))
+        raw.append((gpa, rd.take(varint())))
+    writes = clip_each(regions, raw)
     ring = Ring(size, desc_table, avail, used, head)
     # The available ring is written last (protocol); add it unless the writes end with it.
     tail = avail_ring_writes(regions, ring)

@@ -162,7 +162,16 @@ def clip(regions, gpa: int, data: bytes) -> list[Write]:
     An empty write touches no memory and is kept as it is, so a request's
     writes survive the binary form unchanged.
     """
-    spans = _outside(regions, gpa, gpa + len(data))
-    if spans is None:
-        return [Write(gpa, data)]
-    return [Write(lo, data[lo - gpa:hi - gpa]) for lo, hi in spans]
+    return clip_each(regions, ((gpa, data),))
+
+
+def clip_each(regions, raw) -> list[Write]:
+    """`clip` of each (gpa, data) in `raw`, in order (one call for all of a case's writes)."""
+    writes = []
+    for gpa, data in raw:
+        spans = _outside(regions, gpa, gpa + len(data))
+        if spans is None:
+            writes.append(Write(gpa, data))
+        else:
+            writes += [Write(lo, data[lo - gpa:hi - gpa]) for lo, hi in spans]
+    return writes

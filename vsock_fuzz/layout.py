@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .case import Case, Region, Ring, avail_ring_writes, clip
+from .case import Case, Region, Ring, avail_ring_writes, clip_each
 from .chain import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
 from .header import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 
@@ -62,11 +62,12 @@ def stream_len(bufs, writable: bool = False) -> int:
     """Bytes of the given direction the chain carries, in walk order."""
     want = F_WRITE if writable else 0
     total = 0
-    for b in bufs:
-        if b.flags & F_INDIRECT:
-            total += stream_len(b.table, writable)
-        elif b.flags & F_WRITE == want:
-            total += b.len
+    for length, flags, _, _, table in bufs:
+        if flags & F_INDIRECT:
+            if table:  # decode_layout counts its flat records, whose tables are empty
+                total += stream_len(table, writable)
+        elif flags & F_WRITE == want:
+            total += length
     return total
 
 
@@ -85,7 +86,7 @@ def assemble(lay: Layout) -> Case:
         raw += scatter(lay.header.pack(), placed)
     raw += lay.extra
     ring = Ring(lay.size, desc_table, avail, used, lay.head)
-    writes = [w for gpa, data in raw for w in clip(regions, gpa, data)]
+    writes = clip_each(regions, raw)
     writes += avail_ring_writes(regions, ring)  # written last, as the harness does
     return Case(lay.queue, lay.max_data_size, tuple(regions), tuple(writes), ring)
 
