@@ -40,7 +40,7 @@ from bisect import bisect_right
 
 from .case import U64, Case, Region, Ring, avail_ring_writes, clip_each
 from .chain import F_INDIRECT, F_NEXT, F_WRITE
-from .header import HEADER_SIZE, Header
+from .header import FIELD_NAMES, HEADER_SIZE, Header
 from .layout import Buf, Layout, assemble, stream_len
 
 VERSION = 1
@@ -49,6 +49,7 @@ RAW = 2
 SIZES = (256, 1, 2, 4, 8, 16, 32, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768, 0, 3, 65535, 65536)
 DEFAULT_REGION_SIZE = 1 << 20
 MASK64 = U64 - 1
+NO_BYTES_LEFT = (0,) * len(FIELD_NAMES)  # the header fields of an input that ends before them
 
 
 def _ctl_flags(ctl: int) -> int:
@@ -218,9 +219,11 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
         recs.append(Buf(length, flags, addr, nxt))
     bufs = _tables(recs, counts, 0, len(recs))[0] if any(counts) else tuple(recs)
 
-    # the header fields, read for rx too so the extra writes sit at the same place
+    # the header fields, read for rx too so the extra writes sit at the same place;
+    # fuzzed inputs often end before them, and then they all read as zero
     src_cid, dst_cid, src_port, dst_port, hlen, htype, op, hflags, buf_alloc, fwd_cnt = (
-        varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint())
+        varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint(), varint()
+    ) if rd.pos < rd.end else NO_BYTES_LEFT
     header = None
     if queue == "tx":
         # Every record sits once in the flat list (tables still empty): the same bytes as the chain.
@@ -241,13 +244,15 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
 def _tables(recs, counts, pos: int, count: int):
     """`count` buffers from recs[pos:], a record with counts[i] > 0 taking the records after it as its table."""
     bufs = []
-    while len(bufs) < count and pos < len(recs):
+    n = len(recs)
+    while count and pos < n:
         buf, sub = recs[pos], counts[pos]
         pos += 1
         if sub:
             entries, pos = _tables(recs, counts, pos, sub)
             buf = Buf(buf.len, buf.flags, buf.addr, buf.next, entries)
         bufs.append(buf)
+        count -= 1
     return tuple(bufs), pos
 
 

@@ -11,6 +11,7 @@ import struct
 from typing import NamedTuple
 
 U64 = 1 << 64
+AVAIL_HEAD = struct.Struct("<HHH")  # le16 flags, le16 idx, le16 ring[0]
 
 
 class CaseError(ValueError):
@@ -153,7 +154,7 @@ def avail_ring_writes(regions, ring: Ring) -> list[Write]:
     pops the chain from the available ring and one that walks from `head`
     see the same chain.
     """
-    return clip(regions, ring.avail, struct.pack("<HHH", 0, 1, ring.head & 0xFFFF))
+    return clip(regions, ring.avail, AVAIL_HEAD.pack(0, 1, ring.head & 0xFFFF))
 
 
 def clip(regions, gpa: int, data: bytes) -> list[Write]:
