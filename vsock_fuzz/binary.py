@@ -57,7 +57,7 @@ def _ctl_flags(ctl: int) -> int:
     return (ctl & 1) * F_WRITE | (ctl >> 1 & 1) * F_INDIRECT | (ctl >> 2 & 1) * F_NEXT | (ctl >> 6 & 1) * 8
 
 
-CTL_FLAGS = tuple(_ctl_flags(ctl) for ctl in range(256))  # looked up: one per descriptor decoded
+CTL_FLAGS = tuple(_ctl_flags(ctl) for ctl in range(256))  # by ctl byte: a lookup per descriptor decoded
 
 
 class Reader:

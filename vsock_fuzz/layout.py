@@ -81,7 +81,7 @@ def assemble(lay: Layout) -> Case:
     tables: list[tuple[int, bytes]] = []  # (addr, entries) of each descriptor table, inner ones first
     placed: list[tuple[int, int]] = []  # (addr, len) of data buffers in walk order
     _lay_table(lay.bufs, desc_table, cursor, tables, placed)
-    raw = tables[::-1]  # the outer table first
+    raw = tables[::-1]  # last laid out first: a table ahead of those inside it
     if lay.header is not None:
         raw += scatter(lay.header.pack(), placed)
     raw += lay.extra
