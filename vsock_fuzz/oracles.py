@@ -196,9 +196,19 @@ class _Context:
                 for i, (a, n) in enumerate(slices) if n]
 
     @_shared
+    def in_stream(self) -> bool:
+        """Whether header_slices are the chain's first 44 bytes and data_slices the bytes right
+        after them, cut where the buffers are: a correct device's usual answer, in which the
+        oracles that place slices in the chain (slice-in-chain, stream-order, stream-gap,
+        slice-overlap) have nothing to find."""
+        ans, chain = self.answer, self.chain
+        return (list(ans.header_slices) == chain.stream(0, HEADER_SIZE)
+                and list(ans.data_slices) == chain.stream(HEADER_SIZE, _total(ans.data_slices)))
+
+    @_shared
     def outside(self) -> list:
         """The slices of `placed` that no buffer of the chain holds."""
-        return self.chain.outside(self.placed)
+        return [] if self.in_stream else self.chain.outside(self.placed)
 
     @_shared
     def true_header(self) -> Header | None:
@@ -452,6 +462,8 @@ def max_data_size(ctx: _Context) -> None:
 @oracle("fidelity.slice-overlap", "error",
         "5.10.6: header and payload are distinct bytes of the packet (Firecracker #2686 class)")
 def slice_overlap(ctx: _Context) -> None:
+    if ctx.in_stream:
+        return  # distinct bytes of the stream: they overlap only where the buffers do
     hs, ds = coalesce(ctx.answer.header_slices), coalesce(ctx.answer.data_slices)
     # Whether any data piece overlaps the header: the last merged header piece starting before
     # the data piece's end runs past its start (sorted, not every pair: answers have 100s of slices).
@@ -482,8 +494,8 @@ def _stream_faults(ctx: _Context) -> list:
     """Where header and data sit in the chain's byte stream: ("order"|"gap", message, signature) tuples."""
     out = []
     ans, chain = ctx.answer, ctx.chain
-    if ctx.outside:
-        return out  # safety.slice-in-chain has said it
+    if ctx.in_stream or ctx.outside:
+        return out  # in order; or safety.slice-in-chain has said it
     hs = ans.header_slices
     if _total(hs) == HEADER_SIZE and not same_bytes(hs, chain.stream(0, HEADER_SIZE)):
         out.append(("order", f"header_slices {[list(s) for s in ans.header_slices]} are not the first "
