@@ -185,6 +185,18 @@ def test_an_answered_case_resets_the_restart_count():
     t.close()
 
 
+def test_a_run_of_crashing_cases_does_not_end_a_target_that_answers_a_linux_packet():
+    # libFuzzer tries several neighbours of one crashing input in a row: at the cap the
+    # target is probed with a Linux packet, and goes on as it answers it.
+    t = hostile("exit", max_restarts=2)
+    for _ in range(5):  # five crashes in a row, a cap of two
+        assert t.parse(BAD).faulted
+    assert not t.parse(GOOD).faulted and t.failures == 0
+    assert t.restarts >= 5
+    t.close()
+    assert our_children() == []
+
+
 def test_failing_restarts_back_off_then_give_up(tmp_path):
     flag = tmp_path / "crashed-once"
     t = hostile("fail-restart", flag, max_restarts=4)

@@ -111,7 +111,8 @@ class CommandTarget:
     Restart policy: a fault (crash or hang) is an answer, and the target is
     restarted at once for the next case; further consecutive faults or failed
     restarts back off (10 ms doubling up to 1 s). After `max_restarts`
-    consecutive faults without one case answered, the next case raises
+    consecutive faults without one case answered, the target is given a Linux
+    6.2 tx packet; if it does not answer that either, the next case raises
     TargetError (0: never give up). A target that cannot start the first
     time raises TargetError at once.
 
@@ -262,8 +263,8 @@ class CommandTarget:
     def _ensure_started(self) -> None:
         """Start the target, or restart it after a fault with the back-off and cap above."""
         while self.proc is None:
-            if self.max_restarts and self.failures >= self.max_restarts:
-                raise TargetError(f"{self.name}: target restarted {self.failures} times in a row without "
+            if self.max_restarts and self.failures >= self.max_restarts and not self._answers_canary():
+                raise TargetError(f"{self.name}: target restarted {self.max_restarts} times in a row without "
                                   f"answering a case; giving up: {self.last_fault}")
             if self.failures > 1:
                 time.sleep(min(BACKOFF_FIRST * 2 ** (self.failures - 2), BACKOFF_MAX))
@@ -278,6 +279,23 @@ class CommandTarget:
             if self._started:
                 self.restarts += 1
             self._started = True
+
+    def _answers_canary(self) -> bool:
+        """Whether the target, started once more, answers a packet every device must accept
+        (Linux 6.2 tx). libFuzzer mutates one input several times in a row, so a run of faults
+        can be one crashing input's neighbours rather than a target that cannot work."""
+        if self.last_fault.startswith("restart failed"):
+            return False
+        from .layout import assemble, linux_tx
+        try:
+            self.start()
+        except TargetError as e:
+            self.last_fault = f"restart failed: {e}"
+            return False
+        self.restarts += 1
+        answers: list[Answer] = []
+        self._exchange([assemble(linux_tx("6.2", 64))], answers)
+        return not answers[0].faulted  # answered: `failures` is 0 again
 
     # -- cases --------------------------------------------------------------
 

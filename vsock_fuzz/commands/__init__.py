@@ -21,7 +21,8 @@ def add_target_options(p) -> None:
     p.add_argument("--start-timeout", type=_positive_float, default=START_TIMEOUT, metavar="S",
                    help=f"seconds a cmd: target may take to start and answer hello (default: {START_TIMEOUT:g})")
     p.add_argument("--max-restarts", type=_count, default=MAX_RESTARTS, metavar="N",
-                   help=f"give up on a cmd: target after N faults in a row without an answer; 0: never "
+                   help=f"give up on a cmd: target after N faults in a row without an answer, unless it "
+                        f"still answers a Linux packet; 0: never "
                         f"(default: {MAX_RESTARTS})")
     p.add_argument("--rlimit-as", type=_size, default=None, metavar="BYTES",
                    help="address-space limit of a cmd: target process (suffixes K, M, G; default: none)")
