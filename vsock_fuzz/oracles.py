@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import shlex
 from bisect import bisect_left, bisect_right
-from collections import deque
 from dataclasses import dataclass, replace
 from itertools import accumulate
 from operator import attrgetter, itemgetter
@@ -786,13 +785,14 @@ def check(case: Case, answer: Answer, *, model: Answer | None = None, repeat: An
         ctx.run(no_crash)
         ctx.run(no_hang)
     else:
-        # map runs the oracles from C: the fuzz loop's instrumentation charges every
-        # iteration of a Python loop (two basic blocks, as much as a small oracle).
         if answer.ok:
-            deque(map(ctx.run, _ON_ACCEPT), maxlen=0)
+            for func in _ON_ACCEPT:
+                ctx.current = func.oracle
+                func(ctx)
         elif ctx.spec_answer().ok:
             # A chain the spec model rejects is neither a Linux layout nor spec-valid.
-            deque(map(ctx.run, _ON_REJECT), maxlen=0)
+            for func in _ON_REJECT:
+                ctx.run(func)
         if model is not None and not model.faulted:
             ctx.run(differential, strict)
     if repeat is not None:
