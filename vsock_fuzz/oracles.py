@@ -306,10 +306,16 @@ class _Chain:
             return []
         if end > self.total:
             return None
-        # The used buffers from the one holding `start` to the one holding the last byte.
+        # The used buffers from the one holding `start` to the one holding the last byte,
+        # the first cut to begin at `start`, the last (maybe the same) to stop at `end`.
         i, j = bisect_right(self.offsets, start) - 1, bisect_left(self.offsets, end)
-        return [(d.addr + max(start - pos, 0), min(end, pos + d.len) - max(start, pos))
-                for d, pos in zip(self.used[i:j], self.offsets[i:j])]
+        out = [(d.addr, d.len) for d in self.used[i:j]]
+        a, n = out[0]
+        skip = start - self.offsets[i]
+        out[0] = a + skip, n - skip
+        a, n = out[-1]
+        out[-1] = a, n - (self.offsets[j - 1] + self.used[j - 1].len - end)
+        return out
 
 
 def _merged(slices) -> tuple[list, list]:
