@@ -564,17 +564,16 @@ def linux_shape(ctx: _Context) -> str | None:
     ctx._linux = None
     chain, case, mem = ctx.chain, ctx.case, ctx.mem
     descs = chain.descs
-    if chain.error or chain.queue_error or not descs or any(d.len == 0 or d.writable == ctx.tx for d in descs):
+    if chain.error or chain.queue_error or not descs:
         return None
-    for d in descs:  # Linux buffers are kernel memory: each in one region
-        cut = mem.slices(d.addr, d.len)
-        if cut is None or len(cut) != 1:
-            return None
-    lens = [d.len for d in descs]
+    lens = [d.len for d in descs]  # the shapes' lengths first: they rule out most chains at once
     if ctx.tx:
         if lens[0] < HEADER_SIZE:
             return None
-        h = Header.unpack(mem.read(descs[0].addr, HEADER_SIZE))
+        try:
+            h = Header.unpack(mem.read(descs[0].addr, HEADER_SIZE))
+        except MemoryFault:
+            return None  # the head buffer is not in memory, let alone in one region
         if h.len > case.max_data_size or h.type not in (1, 2) or not 1 <= h.op <= 7 or (h.len and h.op != OP_RW):
             return None
         if lens == [HEADER_SIZE + h.len]:
@@ -593,6 +592,10 @@ def linux_shape(ctx: _Context) -> str | None:
             shape = "two rx descriptors (Linux < 6.2)"
         else:
             return None
+    # Every buffer non-empty, of the queue's direction and, as kernel memory, inside one region.
+    if any(d.len == 0 or bool(d.flags & F_WRITE) == ctx.tx or len(mem.slices(d.addr, d.len) or ()) != 1
+           for d in descs):
+        return None
     at = case.ring.desc_table + DESC_SIZE * case.ring.head
     flags = DESC_STRUCT.unpack(mem.read(at, DESC_SIZE))[2]
     if flags & F_INDIRECT:
