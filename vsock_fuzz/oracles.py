@@ -193,8 +193,8 @@ class _Context:
 
     @_shared
     def placed(self) -> list:
-        """(field, index, addr, len) per non-empty slice; the oracles pick theirs with
-        comprehensions, so a clean answer costs no loop of theirs."""
+        """(field, index, addr, len) per non-empty slice. The oracles filter their slices out of
+        it with comprehensions: on a clean answer, no loop of theirs runs."""
         ans = self.answer
         return [(field, i, a, n)
                 for field, slices in (("header_slices", ans.header_slices), ("data_slices", ans.data_slices))
@@ -225,7 +225,7 @@ class _Context:
                 and list(ans.data_slices) == chain.stream(HEADER_SIZE, _total(ans.data_slices)))
 
     @_shared
-    def outside(self) -> list:
+    def outside_chain(self) -> list:
         """The slices of `placed` that no buffer of the chain holds."""
         return [] if self.in_stream else self.chain.outside(self.placed)
 
@@ -405,7 +405,7 @@ def slice_in_region(ctx: _Context) -> None:
         "2.7.4/2.7.5: a device touches only the buffers the chain's descriptors give it")
 def slice_in_chain(ctx: _Context) -> None:
     chain = ctx.chain
-    for field, i, a, n in ctx.outside:
+    for field, i, a, n in ctx.outside_chain:
         stop = f" (the walk stops there: {chain.error.detail})" if chain.error else ""
         ctx.emit(f"{field}[{i}] = {_span(a, n)} is not inside any buffer of the chain's "
                  f"{len(chain.used)} descriptors{stop}: the device would "
@@ -418,7 +418,7 @@ def direction(ctx: _Context) -> None:
     chain, want = ctx.chain, not ctx.tx
     if chain.writable == want:
         return  # every buffer has the queue's direction: a slice inside the chain is inside one of them
-    inside = [p for p in ctx.placed if p not in ctx.outside]
+    inside = [p for p in ctx.placed if p not in ctx.outside_chain]
     for field, i, a, n in chain.outside(inside, want):
         what = ("writes device-readable memory: a buffer the guest may still be reading from (2.7.4.1)"
                 if want else "reads a device-writable buffer as packet data: the guest expects the device to fill it")
@@ -519,7 +519,7 @@ def _stream_faults(ctx: _Context) -> list:
     """Where header and data sit in the chain's byte stream: ("order"|"gap", message, signature) tuples."""
     out = []
     ans, chain = ctx.answer, ctx.chain
-    if ctx.in_stream or ctx.outside:
+    if ctx.in_stream or ctx.outside_chain:
         return out  # in order; or safety.slice-in-chain has said it
     hs = ans.header_slices
     if _total(hs) == HEADER_SIZE and not same_bytes(hs, chain.stream(0, HEADER_SIZE)):
@@ -636,7 +636,7 @@ def _stream_exact(ctx: _Context) -> bool:
     ans, chain = ctx.answer, ctx.chain
     if _total(ans.header_slices) != HEADER_SIZE or ctx.stream_faults:
         return False
-    if ctx.outside:
+    if ctx.outside_chain:
         return False
     if ctx.tx:
         want = _tx_len(ctx)
