@@ -234,6 +234,10 @@ class _Context:
         return _true_header(self)
 
     @_shared
+    def tx_len(self) -> int | None:
+        return _tx_len(self)
+
+    @_shared
     def stream_faults(self) -> list:
         return _stream_faults(self)
 
@@ -464,13 +468,14 @@ def _true_header(ctx: _Context) -> Header | None:
 
 
 def _tx_len(ctx: _Context) -> int | None:
-    hdr = ctx.true_header or ctx.answer.header
+    """hdr.len of a tx packet, as memory or else the answer holds it (None: rx, or no header)."""
+    hdr = (ctx.true_header or ctx.answer.header) if ctx.tx else None
     return None if hdr is None else hdr.len
 
 
 @oracle("fidelity.data-len", "error", "5.10.6: a tx packet carries exactly hdr.len bytes of payload")
 def data_len(ctx: _Context) -> None:
-    n = _tx_len(ctx) if ctx.tx else None
+    n = ctx.tx_len
     if n is not None and _total(ctx.answer.data_slices) != n:
         ctx.emit(f"data_slices total {_total(ctx.answer.data_slices)} bytes but hdr.len is {n}")
 
@@ -478,7 +483,7 @@ def data_len(ctx: _Context) -> None:
 @oracle("fidelity.max-data-size", "error",
         "Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE / rust-vmm InvalidHeaderLen: hdr.len <= max_data_size")
 def max_data_size(ctx: _Context) -> None:
-    n = _tx_len(ctx) if ctx.tx else None
+    n = ctx.tx_len
     if n is not None and n > ctx.case.max_data_size:
         ctx.emit(f"accepted a tx packet with hdr.len {n} > max_data_size {ctx.case.max_data_size}: "
                  f"the device would buffer more than it may")
@@ -639,7 +644,7 @@ def _stream_exact(ctx: _Context) -> bool:
     if ctx.outside_chain:
         return False
     if ctx.tx:
-        want = _tx_len(ctx)
+        want = ctx.tx_len
     else:
         room = min(chain.total - HEADER_SIZE, ctx.case.max_data_size)
         return 0 < _total(ans.data_slices) <= room
