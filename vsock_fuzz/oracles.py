@@ -147,6 +147,8 @@ class _shared:
         self.func, self.name = func, func.__name__
 
     def __get__(self, ctx, owner=None):
+        if ctx is None:
+            return self  # looked up on the class
         value = ctx.__dict__[self.name] = self.func(ctx)
         return value
 
@@ -202,9 +204,9 @@ class _Context:
 
     @_shared
     def outside_region(self) -> list:
-        """The slices of `placed` no one region holds, each with the end of the region holding its
-        addr (None: none does, or it wraps past 2^64). When one region holds the span from the
-        lowest slice to the end of the highest (the usual answer), none, in one lookup."""
+        """The slices of `placed` that no one region holds, each with the end of the region holding
+        its addr (None: no region does, or the slice wraps past 2^64). One lookup when a region
+        holds everything from the lowest slice to the end of the highest, as in the usual answer."""
         placed, region_end = self.placed, self.mem.region_end
         if placed:
             hi = max([a + n for _, _, a, n in placed])
