@@ -402,3 +402,33 @@ def test_linux_rx_may_offer_less_room_but_not_none():
     (a, _), = good.data_slices
     assert "interop.linux-slices" not in fired(case, with_(good, data_slices=((a, 1024),)))
     assert "interop.linux-slices" in fired(case, with_(good, data_slices=()))
+
+
+# --- answers of many slices over many buffers (the oracles' shortcuts for the usual answer) ---
+
+def test_stream_order_and_gap_over_many_buffers():
+    """Data over 40 scattered buffers: in order holds; two pieces swapped is out of order;
+    a byte skipped in each buffer is a gap, not disorder."""
+    bufs = (Buf(HEADER_SIZE),) + tuple(Buf(8, addr=0x8000 + 32 * k) for k in range(40))
+    case = assemble(Layout("tx", bufs, header=Header(len=320)))
+    good = model(case)
+    assert good.ok and len(good.data_slices) == 40 and not check(case, good)
+    ds = good.data_slices
+    assert "fidelity.stream-order" in fired(case, with_(good, data_slices=ds[:10] + (ds[11], ds[10]) + ds[12:]))
+    names = fired(case, with_(good, data_slices=tuple((a + 1, n - 1) for a, n in ds)))
+    assert "conformance.stream-gap" in names and "fidelity.stream-order" not in names
+
+
+def test_slice_overlap_among_many_one_byte_slices():
+    """Header and data reported byte by byte: apart they hold; one data byte on the header's
+    last byte is the overlap the message names."""
+    case = tx(100)
+    good = model(case)
+    (ha, _), = good.header_slices
+    (da, dn), = good.data_slices
+    hs = tuple((ha + k, 1) for k in range(HEADER_SIZE))
+    ds = tuple((da + k, 1) for k in range(dn))
+    assert "fidelity.slice-overlap" not in fired(case, with_(good, header_slices=hs, data_slices=ds))
+    bad = with_(good, header_slices=hs, data_slices=ds[:-1] + ((ha + HEADER_SIZE - 1, 1),))
+    f = next(f for f in check(case, bad) if f.oracle == "fidelity.slice-overlap")
+    assert f"header bytes [{ha:#x}, {HEADER_SIZE}] and data bytes [{ha + HEADER_SIZE - 1:#x}, 1]" in f.message
