@@ -173,6 +173,29 @@ def test_oracle_holds(name):
     assert name not in fired(case, good)
 
 
+# The oracles that read only one kind of answer hold above vacuously (their keeping answer is
+# of the other kind); these keeping answers are of the kind they read.
+
+def test_malformed_accepted_holds_on_an_accepted_well_formed_chain():
+    case = tx(10)  # the loop of _malformed undone: the data descriptor ends the chain
+    good = model(case, "rust-vmm")
+    assert good.ok
+    assert "conformance.malformed-accepted" not in fired(case, good)  # no model answer: the oracle walks
+
+
+def test_linux_rejected_holds_on_a_rejected_layout_linux_never_sends():
+    case, rejected, _ = _valid_rejected()  # header split 20 + 24: spec-valid, not Linux
+    assert not rejected.ok and model(case).ok
+    got = fired(case, rejected)
+    assert "conformance.valid-rejected" in got and "interop.linux-rejected" not in got
+
+
+def test_valid_rejected_holds_on_a_rejected_linux_layout():
+    case, rejected, _ = _linux_rejected()  # the interop oracle's, at error severity
+    got = fired(case, rejected)
+    assert "interop.linux-rejected" in got and "conformance.valid-rejected" not in got
+
+
 def test_direction_fires_on_tx_reading_writable_buffers():
     case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_WRITE)), header=Header(len=10)))
     assert not model(case).ok
