@@ -1,7 +1,7 @@
 """Throughput to each kind of target, the harness's share of a case, and RSS over a campaign.
 
     python benchmarks/bench_targets.py [throughput] [share] [rss] [campaign] [--seconds S]
-        [--rss-seconds S] [--campaign-seconds S] [--quick]
+        [--rss-seconds S] [--rss-only reference|c] [--campaign-seconds S] [--quick]
 
 --quick (`make bench`): --seconds 0.3 --rss-seconds 3 --campaign-seconds 5 unless given.
 
@@ -14,6 +14,7 @@ share       per case: the harness's CPU time, the target's CPU time and the
 rss         a campaign (decode, run, oracles) against the model in-process and
             against the C target over frames-v1, printing RSS every tenth of
             the run: flat is good; `--rss-seconds 3600` for the hour-long run
+            (`--rss-only` runs one of the two)
 campaign    a flaky target (tests/hostile/hostile.py flaky) crashing on 1% of
             the cases and hanging on 0.1%, for --campaign-seconds (600 for the
             10-minute run): every fault must be reported and the run go on
@@ -173,11 +174,14 @@ def rss_kib(pid: int | str = "self") -> int:
 
 def rss(args) -> None:
     from vsock_fuzz.oracles import evaluate
-    specs = [("reference (in-process)", "reference", {})]
+    specs = [("reference", "reference (in-process)", "reference")]
     if C_TARGET.exists():
-        specs.append(("C target, frames-v1", f"cmd:{C_TARGET}", {}))
-    for label, spec, kw in specs:
-        target = open_target(spec, **kw)
+        specs.append(("c", "C target, frames-v1", f"cmd:{C_TARGET}"))
+    specs = [(label, spec) for key, label, spec in specs if args.rss_only in (None, key)]
+    if not specs:
+        print(f"no {args.rss_only} target here (the C target is built with `make c-target`)")
+    for label, spec in specs:
+        target = open_target(spec)
         rng = random.Random(2)
         print(f"{label}: RSS over {args.rss_seconds:g}s of decode -> run -> oracles")
         start = time.perf_counter()
@@ -234,6 +238,7 @@ def main() -> None:
     p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
     p.add_argument("--seconds", type=float, default=None, help="per figure (default 1.5)")
     p.add_argument("--rss-seconds", type=float, default=None, help="per rss run (default 30)")
+    p.add_argument("--rss-only", choices=("reference", "c"), default=None, help="one rss run only")
     p.add_argument("--campaign-seconds", type=float, default=None, help="flaky campaign length (default 60)")
     p.add_argument("--quick", action="store_true",
                    help="short budgets: --seconds 0.3 --rss-seconds 3 --campaign-seconds 5 unless given")
