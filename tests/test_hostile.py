@@ -296,3 +296,35 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+PARENT = """
+import sys
+from vsock_fuzz.targets import CommandTarget
+from vsock_fuzz.layout import assemble, linux_tx
+good = assemble(linux_tx("6.2", 5))
+t = CommandTarget([sys.executable, {hostile!r}, "hang"], timeout=60, die_with_parent={die!r})
+t.parse(good)
+print(t.proc.pid, flush=True)
+t.parse(good._replace(max_data_size=666))  # the target stops reading: this waits 60 s
+"""
+
+
+@pytest.mark.parametrize("die", [True, False])
+def test_a_killed_parent_takes_its_hung_target_with_it_when_asked(die):
+    # What a fuzz worker SIGKILLed after its grace period needs: the hung target never sees
+    # its stdin close, so only the kernel (PR_SET_PDEATHSIG) can end it with the worker.
+    import subprocess
+    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(hostile=str(HOSTILE), die=die)],
+                              stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    time.sleep(0.3)  # the trigger case is in flight
+    parent.kill()
+    parent.wait()
+    try:
+        assert (group_members(pid) == []) == die
+    finally:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -280,7 +280,9 @@ def worker(cfg: dict) -> None:
     with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
         from .targets import TargetError, open_target
         try:
-            target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], **cfg["target_options"])
+            # die_with_parent: a worker killed after its grace period takes a hung target with it.
+            target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], die_with_parent=True,
+                                                   **cfg["target_options"])
         except TargetError as e:
             send({"fatal": str(e)})
             os._exit(2)

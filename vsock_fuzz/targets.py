@@ -16,6 +16,7 @@ CommandTarget's restart policy); a no-op for the others.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
@@ -99,6 +100,18 @@ class PythonTarget(_InProcess):
             return Answer.fault("crash", f"returned an invalid answer ({e}): {out!r:.200}")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _prctl():
+    """libc's prctl, for the child to ask for SIGKILL when its parent dies; looked up in the
+    parent, as the child should do no more than call it. None where there is no prctl."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 class CommandTarget:
     """The protocol v1 client: a persistent subprocess, one request per case.
 
@@ -119,14 +132,19 @@ class CommandTarget:
     Limits: `rlimit_as` (bytes of address space) and `rlimit_cpu` (CPU
     seconds over one target process's life; the per-case bound is `timeout`)
     are set with setrlimit in the child before it runs the target.
+    `die_with_parent` (Linux) has the kernel kill the target when the process
+    that started it dies: a fuzz worker killed after its grace period leaves
+    no target behind, even a hung one that never sees its stdin close.
     """
 
     def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
                  max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
-                 rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES):
+                 rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
+                 die_with_parent: bool = False):
         if not argv:
             raise TargetError("cmd: needs a command line")
+        self._prctl = _prctl() if die_with_parent else None
         self.argv = argv
         self.timeout = timeout
         self.start_timeout = start_timeout
@@ -157,10 +175,11 @@ class CommandTarget:
     def start(self) -> None:
         self._kill()
         self._clear_stderr()
+        self._parent = os.getpid()
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, start_new_session=True,
-                                         preexec_fn=self._set_limits if self.rlimits else None)
+                                         preexec_fn=self._set_limits if self.rlimits or self._prctl else None)
         except OSError as e:
             raise TargetError(f"cannot start {self.argv[0]!r}: {e.strerror or e}") from None
         self._buf.clear()
@@ -218,6 +237,10 @@ class CommandTarget:
         return reply if isinstance(reply, dict) else f"printed a line that is not a JSON object: {got[:200]!r}"
 
     def _set_limits(self) -> None:  # runs in the child, before exec
+        if self._prctl is not None:
+            self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self._parent:  # the parent died before the request: no signal comes
+                os._exit(1)
         for res, v in self.rlimits:
             num = getattr(resource, res)
             # CPU: the soft limit sends SIGXCPU, the hard one a second later SIGKILL.
@@ -530,7 +553,7 @@ class CommandTarget:
 def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: dict | None = None,
                 start_timeout: float = START_TIMEOUT, max_restarts: int = MAX_RESTARTS,
                 rlimit_as: int | None = None, rlimit_cpu: int | None = None,
-                modes: tuple[str, ...] = FAST_MODES):
+                modes: tuple[str, ...] = FAST_MODES, die_with_parent: bool = False):
     """A target from its spec; raises TargetError naming what is wrong.
 
     The keyword arguments after `error_classes` apply to `cmd:` targets only
@@ -554,5 +577,6 @@ def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: d
         except ValueError as e:
             raise TargetError(f"cannot split {rest!r}: {e}") from None
         return CommandTarget(argv, timeout=timeout, start_timeout=start_timeout, error_classes=error_classes,
-                             max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes)
+                             max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
+                             die_with_parent=die_with_parent)
     raise TargetError(f"unknown target {spec!r}: use reference[:PROFILE], py:module:callable or cmd:COMMAND")
