@@ -119,3 +119,11 @@ def test_reads_before_the_first_region_and_between_pieces():
     assert m.region_index(0) == -1 and m.region_end(0) is None and m.slices(0, 1) is None
     assert m.read(0x1001, 0x10) == b"b" + bytes(14) + b"c"
     assert m.read(0x1008, 4) == bytes(4)
+
+
+def test_gather_reads_slices_in_order_and_faults_like_read():
+    m = mem([Write(0x1000, b"abcd"), Write(0x8000, b"xy")])
+    assert m.gather([(0x8000, 2), (0x1002, 2), (0x1000, 1)]) == b"xycda"
+    assert m.gather([]) == b""
+    with pytest.raises(MemoryFault):
+        m.gather([(0x1000, 1), (0x5000, 1)])

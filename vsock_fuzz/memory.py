@@ -8,6 +8,7 @@ kept as they are, so a 2^40-byte region costs nothing.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import starmap
 from operator import add, attrgetter, gt, itemgetter
 
 U64 = 1 << 64
@@ -138,6 +139,10 @@ class GuestMemory:
             out[lo - gpa:hi - gpa] = data[lo - s:hi - s]
             i += 1
         return bytes(out)
+
+    def gather(self, slices) -> bytes:
+        """The bytes under (gpa, len) slices, in order: a header split over descriptors."""
+        return b"".join(starmap(self.read, slices))
 
     def write(self, gpa: int, data: bytes) -> None:
         if data and self.slices(gpa, len(data)) is None:

@@ -463,7 +463,7 @@ def _true_header(ctx: _Context) -> Header | None:
     hs, mem = ctx.answer.header_slices, ctx.mem
     if _total(hs) == HEADER_SIZE:
         try:
-            return Header.unpack(b"".join([mem.read(a, n) for a, n in hs]))
+            return Header.unpack(mem.gather(hs))
         except MemoryFault:
             pass
     return None

@@ -77,10 +77,7 @@ def _parse_spec(case: Case, w: Walked) -> Answer:
     if rx:
         data_slices = stream.take(min(stream.left, case.max_data_size))
         return Answer(True, None, header_slices, data_slices)
-    if len(header_slices) == 1:
-        header = Header.unpack(mem.read(*header_slices[0]))
-    else:
-        header = Header.unpack(b"".join(mem.read(a, n) for a, n in header_slices))
+    header = Header.unpack(mem.gather(header_slices))
     # Linux and rust-vmm: a payload over max_data_size is refused.
     if header.len > case.max_data_size:
         return Answer.reject("InvalidHeaderLen", "length", f"hdr.len {header.len} > max_data_size {case.max_data_size}")
