@@ -460,12 +460,12 @@ class Campaign:
     def probe(self) -> None:
         """Open the target and have it answer one Linux packet, so a target that cannot start
         fails here with one line instead of in every worker."""
-        from .layout import assemble, linux_tx
+        from .layout import plain_packet
         from .targets import TargetError
         try:
             target = self.open_target()
             try:
-                answer = target.parse(assemble(linux_tx("6.2", 64)))
+                answer = target.parse(plain_packet())
             finally:
                 target.close()
         except TargetError as e:

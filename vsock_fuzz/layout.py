@@ -146,6 +146,12 @@ def linux_tx(version: str, payload: int, *, indirect: bool = False, header: Head
     return Layout("tx", _indirect(bufs) if indirect else bufs, header=hdr)
 
 
+def plain_packet() -> Case:
+    """A Linux 6.2 tx packet with 64 bytes of payload: one every device must answer, to tell a
+    target that works from one that cannot (a campaign's start, a cmd: target's restart cap)."""
+    return assemble(linux_tx("6.2", 64))
+
+
 def linux_rx(version: str, *, indirect: bool = False) -> Layout:
     """An RX buffer as Linux `version` offers it (the 6.17 rx layout is the 6.2 one)."""
     if version == "5.x":

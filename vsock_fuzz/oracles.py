@@ -539,7 +539,7 @@ def _stream_faults(ctx: _Context) -> list:
     # Map each data byte range to its position in the stream, moving forward only.
     used, starts = chain.used, chain.offsets
     cursor, gaps = HEADER_SIZE, 0
-    for i, (a, n) in enumerate(ds):
+    for a, n in ds:
         while n:
             # The first buffer holding `a` at or after the cursor: buffers before the one holding
             # the cursor lie wholly before it in the stream, so the search starts there (linear).

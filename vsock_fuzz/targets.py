@@ -179,7 +179,7 @@ class CommandTarget:
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, start_new_session=True,
-                                         preexec_fn=self._set_limits if self.rlimits or self._prctl else None)
+                                         preexec_fn=self._in_child if self.rlimits or self._prctl else None)
         except OSError as e:
             raise TargetError(f"cannot start {self.argv[0]!r}: {e.strerror or e}") from None
         self._buf.clear()
@@ -236,7 +236,8 @@ class CommandTarget:
             return f"printed a line that is not JSON: {got[:200]!r}"
         return reply if isinstance(reply, dict) else f"printed a line that is not a JSON object: {got[:200]!r}"
 
-    def _set_limits(self) -> None:  # runs in the child, before exec
+    def _in_child(self) -> None:
+        """Runs in the child before exec: the parent-death signal, then the limits."""
         if self._prctl is not None:
             self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != self._parent:  # the parent died before the request: no signal comes
@@ -309,7 +310,7 @@ class CommandTarget:
         can be one crashing input's neighbours rather than a target that cannot work."""
         if self.last_fault.startswith("restart failed"):
             return False
-        from .layout import assemble, linux_tx
+        from .layout import plain_packet
         try:
             self.start()
         except TargetError as e:
@@ -317,7 +318,7 @@ class CommandTarget:
             return False
         self.restarts += 1
         answers: list[Answer] = []
-        self._exchange([assemble(linux_tx("6.2", 64))], answers)
+        self._exchange([plain_packet()], answers)
         return not answers[0].faulted  # answered: `failures` is 0 again
 
     # -- cases --------------------------------------------------------------
