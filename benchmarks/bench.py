@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vsock_fuzz.binary import decode, encode_layout  # noqa: E402
-from vsock_fuzz.layout import LINUX_VERSIONS, linux_rx, linux_tx  # noqa: E402
-from vsock_fuzz.packet import PROFILES, parse  # noqa: E402
+from vsock_fuzz.case.binary import decode, encode_layout  # noqa: E402
+from vsock_fuzz.case.layout import LINUX_VERSIONS, linux_rx, linux_tx  # noqa: E402
+from vsock_fuzz.model.packet import PROFILES, parse  # noqa: E402
 
 SECTIONS = {}
 SECONDS = 1.0

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vsock_fuzz.engine import Campaign, Options, uninstrumented  # noqa: E402
+from vsock_fuzz.engines.campaign import Campaign, Options, uninstrumented  # noqa: E402
 
 HARNESSES = ("tx", "rx", "chain", "target")
 SECTIONS = ("harnesses", "per-case", "campaign", "first")
@@ -82,8 +82,8 @@ def rate(fn, inputs, seconds: float) -> float:
 
 
 def section_per_case(args, work: Path, grown: dict) -> None:
-    from vsock_fuzz.binary import decode
-    from vsock_fuzz.engine import case_checker
+    from vsock_fuzz.case.binary import decode
+    from vsock_fuzz.engines.campaign import case_checker
     from vsock_fuzz.oracles import evaluate
     from vsock_fuzz.targets import open_target
     d = grown.get("target") or ROOT / "corpus" / "target"

@@ -36,12 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vsock_fuzz.answer import Answer  # noqa: E402
-from vsock_fuzz.binary import decode  # noqa: E402
-from vsock_fuzz.frames import decode_answer, encode_answer, encode_request  # noqa: E402
-from vsock_fuzz.layout import LINUX_VERSIONS, assemble, linux_rx, linux_tx  # noqa: E402
-from vsock_fuzz.packet import parse  # noqa: E402
+from vsock_fuzz.model.answer import Answer  # noqa: E402
+from vsock_fuzz.case.binary import decode  # noqa: E402
+from vsock_fuzz.targets.frames import decode_answer, encode_answer, encode_request  # noqa: E402
+from vsock_fuzz.case.layout import LINUX_VERSIONS, assemble, linux_rx, linux_tx  # noqa: E402
+from vsock_fuzz.model.packet import parse  # noqa: E402
 from vsock_fuzz.targets import open_target  # noqa: E402
+from vsock_fuzz.case.binary import encode
 
 C_TARGET = ROOT / "examples" / "c-target" / "vsock_target"
 SERVE = f"cmd:{sys.executable} -m vsock_fuzz serve"
@@ -67,7 +68,7 @@ def targets():
     else:
         print(f"(no {C_TARGET.relative_to(ROOT)}: run `make c-target` for the C figures)")
     out += [("serve, v1", SERVE, {"modes": ()}), ("serve, frames-v1", SERVE, {}),
-            ("py:vsock_fuzz.packet:parse", "py:vsock_fuzz.packet:parse", {}),
+            ("py:vsock_fuzz.model.packet:parse", "py:vsock_fuzz.model.packet:parse", {}),
             ("reference (in-process)", "reference", {})]
     return out
 
@@ -134,7 +135,7 @@ def share(args) -> None:
 
     def frames_codec():
         for i, case in enumerate(mix):
-            encode_request(i, case.to_binary())
+            encode_request(i, encode(case))
             decode_answer(frames[i])
 
     def timed(fn) -> float:
@@ -207,7 +208,7 @@ def rss(args) -> None:
 
 
 def campaign(args) -> None:
-    from vsock_fuzz.layout import assemble, linux_tx
+    from vsock_fuzz.case.layout import assemble, linux_tx
     good = assemble(linux_tx("6.2", 64))
     crash, hang = good._replace(max_data_size=1000001), good._replace(max_data_size=1000002)
     target = open_target(f"cmd:{sys.executable} {ROOT / 'tests' / 'hostile' / 'hostile.py'} flaky", timeout=0.2)

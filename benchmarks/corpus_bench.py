@@ -16,12 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vsock_fuzz.corpus import iter_cases  # noqa: E402
-from vsock_fuzz.minimize import fires, shrink  # noqa: E402
+from vsock_fuzz.case.corpus import iter_cases  # noqa: E402
+from vsock_fuzz.engines.minimize import fires, shrink  # noqa: E402
 from vsock_fuzz.oracles import evaluate  # noqa: E402
-from vsock_fuzz.seeds import generate  # noqa: E402
+from vsock_fuzz.engines.seeds import generate  # noqa: E402
 from vsock_fuzz.targets import open_target  # noqa: E402
 from vsock_fuzz.zoo import ORACLE, ZOO  # noqa: E402
+from vsock_fuzz.case.binary import encode
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
             continue  # stateful: shrinking against one long-lived target is not meaningful
         target = open_target(f"py:{mod}:parse")
         pred = fires(target, ORACLE[name])
-        hits = sorted((len(e.case.to_binary()), i) for i, e in enumerate(entries) if pred(e.case))
+        hits = sorted((len(encode(e.case)), i) for i, e in enumerate(entries) if pred(e.case))
         case = entries[hits[0][1]].case
         calls = [0]
 
@@ -60,7 +61,7 @@ def main() -> None:
         t = time.perf_counter()
         small = shrink(case, counted)
         dt = time.perf_counter() - t
-        print(f"  {name:12} {ORACLE[name]:26} {len(case.to_binary()):4} -> {len(small.to_binary()):4} bytes, "
+        print(f"  {name:12} {ORACLE[name]:26} {len(encode(case)):4} -> {len(encode(small)):4} bytes, "
               f"{calls[0]:5} calls, {dt * 1e3:7.1f} ms")
 
 

@@ -14,11 +14,12 @@ import subprocess
 import pytest
 
 from native import SOURCE, c_target
-from vsock_fuzz import binary
-from vsock_fuzz.case import Case, Region, Ring, Write
-from vsock_fuzz.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
-from vsock_fuzz.packet import parse
+from vsock_fuzz.case import binary
+from vsock_fuzz.case.value import Case, Region, Ring, Write
+from vsock_fuzz.case.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
+from vsock_fuzz.model.packet import parse
 from vsock_fuzz.targets import CommandTarget
+from vsock_fuzz.case.binary import encode
 
 U64_MAX = (1 << 64) - 1
 
@@ -150,7 +151,7 @@ def test_c_target_survives_mutated_json_and_frames_under_sanitizers(tmp_path):
     assert len(v1.stdout.splitlines()) == len(lines)  # one answer per line, garbage or not
     frames = [b'{"op":"hello","protocol":1,"modes":["frames-v1"]}\n']
     for i, case in enumerate(base):
-        raw = bytearray(case.to_binary())
+        raw = bytearray(encode(case))
         for _ in range(rnd.randrange(1, 6)):
             raw[rnd.randrange(len(raw))] = rnd.randrange(256)
         raw = raw[:rnd.randrange(2, len(raw) + 1)]

@@ -6,13 +6,13 @@ Each test names the rule it checks. Chains are written as raw descriptors
 
 import pytest
 
-from vsock_fuzz.case import Case, Region, Ring, Write
-from vsock_fuzz.chain import (F_INDIRECT, F_NEXT, F_WRITE, MAX_QUEUE_SIZE, SPEC_MAX_CHAIN_BYTES, ChainError,
-                              Walked, check_queue, pack_descriptor, walk)
-from vsock_fuzz.header import HEADER_SIZE
-from vsock_fuzz.layout import Buf, Layout, assemble
-from vsock_fuzz.memory import GuestMemory
-from vsock_fuzz.packet import parse
+from vsock_fuzz.case.value import Case, Region, Ring, Write
+from vsock_fuzz.case.wire import F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
+from vsock_fuzz.model.chain import MAX_QUEUE_SIZE, SPEC_MAX_CHAIN_BYTES, ChainError, Walked, check_queue, walk
+from vsock_fuzz.case.wire import HEADER_SIZE
+from vsock_fuzz.case.layout import Buf, Layout, assemble
+from vsock_fuzz.model.memory import GuestMemory
+from vsock_fuzz.model.packet import parse
 
 TABLE = 0x1000
 MEM = (Region(0, 1 << 20),)

@@ -7,12 +7,12 @@ import shlex
 
 import pytest
 
-from vsock_fuzz import check
-from vsock_fuzz.answer import Answer
+from vsock_fuzz.engines import check
+from vsock_fuzz.model.answer import Answer
 from vsock_fuzz.cli import main
-from vsock_fuzz.header import HEADER_SIZE
-from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
-from vsock_fuzz.packet import parse
+from vsock_fuzz.case.wire import HEADER_SIZE
+from vsock_fuzz.case.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.model.packet import parse
 from vsock_fuzz.targets import ModelTarget, PythonTarget
 
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-from vsock_fuzz import report
+from vsock_fuzz.cli import report
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "vsock-fuzz.yml"
@@ -181,12 +181,12 @@ def test_cflite_build_builds_every_harness_with_seeds_and_dict(tmp_path):
 
 # --- make coverage -----------------------------------------------------------------------
 
-MODEL = ("memory", "chain", "header", "packet", "case", "binary", "layout")
+MODEL = ("model/memory", "model/chain", "case/wire", "model/packet", "case/value", "case/binary", "case/layout")
 
 
 def test_coverage_measures_the_model_with_branches():
     rc = (ROOT / ".coveragerc").read_text()
-    include = re.findall(r"^\s+\*/vsock_fuzz/(\w+)\.py$", rc, re.M)
+    include = re.findall(r"^\s+\*/vsock_fuzz/(\w+/\w+)\.py$", rc, re.M)
     assert sorted(include) == sorted(MODEL)
     assert re.search(r"^branch = true$", rc, re.M)
     make = (ROOT / "Makefile").read_text()
@@ -196,7 +196,7 @@ def test_coverage_measures_the_model_with_branches():
 
 def test_coverage_gaps_names_branches_no_run_reached(tmp_path):
     # Lay out only Linux tx packets under coverage: the rx and unknown-version branches stay unreached.
-    (tmp_path / "s.py").write_text("from vsock_fuzz.layout import linux_tx, assemble\n"
+    (tmp_path / "s.py").write_text("from vsock_fuzz.case.layout import linux_tx, assemble\n"
                                    "assemble(linux_tx('5.x', 100))\n")
     env = dict(os.environ, COVERAGE_FILE=str(tmp_path / ".coverage"))
     rc = f"--rcfile={ROOT / '.coveragerc'}"
@@ -207,9 +207,9 @@ def test_coverage_gaps_names_branches_no_run_reached(tmp_path):
                           capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
     assert re.fullmatch(r"\d+ of \d+ model branches reached by no engine", lines[-1])
-    source = (ROOT / "vsock_fuzz" / "layout.py").read_text().splitlines()
+    source = (ROOT / "vsock_fuzz" / "case" / "layout.py").read_text().splitlines()
     version_6_2 = next(i for i, l in enumerate(source, 1) if 'version == "6.2"' in l and "elif" in l)
-    assert any(l.startswith(f"vsock_fuzz/layout.py:{version_6_2} -> ") for l in lines)
+    assert any(l.startswith(f"vsock_fuzz/case/layout.py:{version_6_2} -> ") for l in lines)
     # A branch the run took is not listed: 5.x was laid out.
     version_5 = next(i for i, l in enumerate(source, 1) if 'if version == "5.x"' in l)
-    assert not any(l.startswith(f"vsock_fuzz/layout.py:{version_5} -> {version_5 + 1} ") for l in lines)
+    assert not any(l.startswith(f"vsock_fuzz/case/layout.py:{version_5} -> {version_5 + 1} ") for l in lines)

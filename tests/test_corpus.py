@@ -7,13 +7,14 @@ import os
 
 import pytest
 
-from vsock_fuzz import corpus, seeds
-from vsock_fuzz.answer import Answer
-from vsock_fuzz.binary import encode
-from vsock_fuzz.corpus import CorpusError, iter_cases, list_files, read_case, write_finding
-from vsock_fuzz.layout import assemble, linux_rx, linux_tx
+from vsock_fuzz.case import corpus
+from vsock_fuzz.engines import seeds
+from vsock_fuzz.model.answer import Answer
+from vsock_fuzz.case.binary import encode
+from vsock_fuzz.case.corpus import CorpusError, iter_cases, list_files, read_case, write_finding
+from vsock_fuzz.case.layout import assemble, linux_rx, linux_tx
 from vsock_fuzz.oracles import Finding
-from vsock_fuzz.packet import parse
+from vsock_fuzz.model.packet import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TX = assemble(linux_tx("5.x", 5))
@@ -118,7 +119,7 @@ def test_other_requests_are_not_cases(tmp_path):
 
 
 def test_a_report_is_not_a_case(tmp_path):
-    from vsock_fuzz import report
+    from vsock_fuzz.cli import report
     rep = report.new("replay", None, spec="reference")
     assert "vsock-fuzz report" in error_of(put(tmp_path / "report.json", json.dumps(rep)))
 
@@ -252,7 +253,7 @@ def test_committed_seeds_are_what_the_generator_makes():
     for harness, items in seeds.seeds().items():
         have = set(os.listdir(os.path.join(ROOT, "corpus", harness)))
         missing = [corpus.content_name(d) for d in items if corpus.content_name(d) not in have]
-        assert not missing, f"corpus/{harness} is stale: run python -m vsock_fuzz.seeds corpus/"
+        assert not missing, f"corpus/{harness} is stale: run python -m vsock_fuzz.engines.seeds corpus/"
     with open(os.path.join(ROOT, "corpus", "vsock.dict")) as f:
         assert f.read() == seeds.dictionary_text()
 

@@ -10,10 +10,10 @@ import pytest
 
 from native import c_target
 from test_c_target import comparable, edge_cases, linux_cases, random_cases
-from vsock_fuzz.answer import Answer
-from vsock_fuzz.frames import FrameError, decode_answer, encode_answer, encode_request
-from vsock_fuzz.header import Header
-from vsock_fuzz.packet import parse
+from vsock_fuzz.model.answer import Answer
+from vsock_fuzz.targets.frames import FrameError, decode_answer, encode_answer, encode_request
+from vsock_fuzz.case.wire import Header
+from vsock_fuzz.model.packet import parse
 from vsock_fuzz.targets import CommandTarget, TargetError
 
 SERVE = [sys.executable, "-m", "vsock_fuzz", "serve"]
@@ -42,7 +42,7 @@ def test_both_transports_give_the_models_answers(target):
 
 def test_a_v1_only_target_stays_on_v1(tmp_path):
     # serve with no modes: a v1 target that ignores the "modes" key it does not know
-    t = CommandTarget([sys.executable, "-c", "from vsock_fuzz.serve import serve; serve(modes=())"])
+    t = CommandTarget([sys.executable, "-c", "from vsock_fuzz.targets.serve import serve; serve(modes=())"])
     cases = linux_cases()
     assert [comparable(a) for a in t.parse_many(cases)] == [comparable(parse(c)) for c in cases]
     assert t.mode == "v1"
@@ -83,8 +83,8 @@ def test_a_broken_frame_is_a_crash_on_the_case_in_flight(tmp_path):
     # Negotiates frames, answers the first case well, then announces a 1 GiB frame.
     argv = script(tmp_path, "liar.py", """
         import struct, sys
-        from vsock_fuzz.answer import Answer
-        from vsock_fuzz.frames import encode_answer
+        from vsock_fuzz.model.answer import Answer
+        from vsock_fuzz.targets.frames import encode_answer
         sys.stdin.readline()
         print('{"ok": true, "protocol": 1, "mode": "frames-v1"}', flush=True)
         inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -120,6 +120,6 @@ def test_frame_codec_round_trips_and_rejects_malformed_frames():
 
 
 def test_serve_answers_a_frame_without_a_raw_case_with_bad_request():
-    from vsock_fuzz.serve import _answer_frame
+    from vsock_fuzz.targets.serve import _answer_frame
     rid, answer = decode_answer(_answer_frame(struct.pack("<I", 3) + b"\1\0", parse)[4:])
     assert (rid, answer.error) == (3, "BadRequest")

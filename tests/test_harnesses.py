@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vsock_fuzz.binary import decode, encode_layout
-from vsock_fuzz.corpus import read_case
-from vsock_fuzz.engine import FindingError, chain_one_input, force_queue, one_input
-from vsock_fuzz.layout import linux_rx, linux_tx
+from vsock_fuzz.case.binary import decode, encode_layout
+from vsock_fuzz.case.corpus import read_case
+from vsock_fuzz.engines.campaign import FindingError, chain_one_input, force_queue, one_input
+from vsock_fuzz.case.layout import linux_rx, linux_tx
 from vsock_fuzz.oracles import evaluate
 from vsock_fuzz.targets import open_target
 
@@ -109,7 +109,7 @@ def test_chain_harness_fires_on_an_unbounded_walk(monkeypatch):
     data = encode_layout(linux_tx("5.x", 8))
     chain_one_input()(data)  # the real walk is bounded
 
-    import vsock_fuzz.chain as chain
+    import vsock_fuzz.model.chain as chain
     real = chain.walk
 
     def unbounded(mem, table, size, head, **kw):  # a walk that lost its ttl: repeats the chain

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vsock_fuzz.case import Region
-from vsock_fuzz.header import Header
-from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
-from vsock_fuzz.packet import parse
-from vsock_fuzz.targets import STDERR_KEEP, CommandTarget, TargetError, open_target
+from vsock_fuzz.case.value import Region
+from vsock_fuzz.case.wire import Header
+from vsock_fuzz.case.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.model.packet import parse
+from vsock_fuzz.targets.command import STDERR_KEEP, CommandTarget, TargetError, open_target
 
 HOSTILE = Path(__file__).parent / "hostile" / "hostile.py"
 GOOD = assemble(linux_tx("6.2", 5))
@@ -301,7 +301,7 @@ def rss_kib(pid: int) -> int:
 PARENT = """
 import sys
 from vsock_fuzz.targets import CommandTarget
-from vsock_fuzz.layout import assemble, linux_tx
+from vsock_fuzz.case.layout import assemble, linux_tx
 good = assemble(linux_tx("6.2", 5))
 t = CommandTarget([sys.executable, {hostile!r}, "hang"], timeout=60, die_with_parent={die!r})
 t.parse(good)

@@ -6,8 +6,8 @@ mapping, everything else is unmapped; "writes" applied in order).
 
 import pytest
 
-from vsock_fuzz.case import Region, Write
-from vsock_fuzz.memory import U64, GuestMemory, MemoryFault
+from vsock_fuzz.case.value import Region, Write
+from vsock_fuzz.model.memory import U64, GuestMemory, MemoryFault
 
 # Two adjacent regions [0x1000, 0x3000) and [0x3000, 0x4000), a hole, then [0x8000, 0x9000).
 REGIONS = (Region(0x8000, 0x1000), Region(0x1000, 0x2000), Region(0x3000, 0x1000))

@@ -2,17 +2,17 @@
 
 import os
 
-from vsock_fuzz.binary import decode, encode
-from vsock_fuzz.case import Case
-from vsock_fuzz.chain import F_NEXT
+from vsock_fuzz.case.binary import decode, encode
+from vsock_fuzz.case.value import Case
+from vsock_fuzz.case.wire import F_NEXT
 from vsock_fuzz.cli import main
-from vsock_fuzz.corpus import read_case, write_case
-from vsock_fuzz.header import Header
-from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
-from vsock_fuzz.minimize import fires, shrink
+from vsock_fuzz.case.corpus import read_case, write_case
+from vsock_fuzz.case.wire import Header
+from vsock_fuzz.case.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.engines.minimize import fires, shrink
 from vsock_fuzz.oracles import evaluate
-from vsock_fuzz.packet import parse
-from vsock_fuzz.show import render
+from vsock_fuzz.model.packet import parse
+from vsock_fuzz.cli.render import render
 from vsock_fuzz.targets import open_target
 
 BIG = assemble(linux_tx("6.17", 40000, header=Header(src_port=77, dst_port=99, fwd_cnt=12345)))

@@ -13,12 +13,12 @@ indirect table is placed first, its entries after it).
 
 import pytest
 
-from vsock_fuzz.case import Region
-from vsock_fuzz.chain import F_INDIRECT, F_NEXT, F_WRITE
-from vsock_fuzz.header import HEADER_SIZE, Header
-from vsock_fuzz.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
-from vsock_fuzz.memory import U64
-from vsock_fuzz.packet import parse
+from vsock_fuzz.case.value import Region
+from vsock_fuzz.case.wire import F_INDIRECT, F_NEXT, F_WRITE
+from vsock_fuzz.case.wire import HEADER_SIZE, Header
+from vsock_fuzz.case.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
+from vsock_fuzz.model.memory import U64
+from vsock_fuzz.model.packet import parse
 
 H = 0x10000   # where explicit header buffers go
 D = 0x20000   # where explicit data buffers go

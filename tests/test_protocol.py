@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vsock_fuzz.binary import decode
-from vsock_fuzz.layout import LINUX_VERSIONS, assemble, linux_rx, linux_tx
-from vsock_fuzz.packet import PROFILES, parse
+from vsock_fuzz.case.binary import decode
+from vsock_fuzz.case.layout import LINUX_VERSIONS, assemble, linux_rx, linux_tx
+from vsock_fuzz.model.packet import PROFILES, parse
 from vsock_fuzz.targets import CommandTarget, open_target
 
 PY = shlex.quote(sys.executable)

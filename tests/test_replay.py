@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from vsock_fuzz.cli import main
-from vsock_fuzz.corpus import CorpusError, iter_cases, read_case
+from vsock_fuzz.case.corpus import CorpusError, iter_cases, read_case
 from vsock_fuzz.oracles import evaluate
 from vsock_fuzz.targets import open_target
 from vsock_fuzz.zoo import ORACLE
@@ -128,7 +128,7 @@ def test_unusable_target_exits_2(capsys):
 
 
 def test_interrupt_prints_the_summary_of_what_ran(capsys, monkeypatch):
-    import vsock_fuzz.oracles as oracles
+    import vsock_fuzz.oracles._all as oracles
     real, calls = oracles.evaluate, []
 
     def evaluate(*a, **k):

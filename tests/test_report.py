@@ -8,12 +8,13 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 
-from vsock_fuzz import check, report
+from vsock_fuzz.engines import check
+from vsock_fuzz.cli import report
 from vsock_fuzz.cli import main
-from vsock_fuzz.layout import assemble, linux_tx
+from vsock_fuzz.case.layout import assemble, linux_tx
 from vsock_fuzz.oracles import ORACLES, evaluate
 from vsock_fuzz.targets import ModelTarget, PythonTarget
-from vsock_fuzz.answer import Answer
+from vsock_fuzz.model.answer import Answer
 
 SCHEMA = report.schema()
 

@@ -2,15 +2,15 @@
 
 import json
 
-from vsock_fuzz.binary import encode
-from vsock_fuzz.case import Region
-from vsock_fuzz.chain import F_INDIRECT, F_NEXT, F_WRITE
+from vsock_fuzz.case.binary import encode
+from vsock_fuzz.case.value import Region
+from vsock_fuzz.case.wire import F_INDIRECT, F_NEXT, F_WRITE
 from vsock_fuzz.cli import main
-from vsock_fuzz.corpus import read_case, write_case, write_finding
-from vsock_fuzz.header import Header
-from vsock_fuzz.layout import Buf, Layout, assemble, linux_tx
+from vsock_fuzz.case.corpus import read_case, write_case, write_finding
+from vsock_fuzz.case.wire import Header
+from vsock_fuzz.case.layout import Buf, Layout, assemble, linux_tx
 from vsock_fuzz.oracles import evaluate
-from vsock_fuzz.show import render
+from vsock_fuzz.cli.render import render
 from vsock_fuzz.targets import open_target
 
 

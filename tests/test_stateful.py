@@ -5,7 +5,7 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from vsock_fuzz.stateful import Device, QueueMachine, SplitQueue
+from vsock_fuzz.engines.stateful import Device, QueueMachine, SplitQueue
 from vsock_fuzz.targets import ModelTarget, PythonTarget, open_target
 from vsock_fuzz.zoo import credit_leak
 

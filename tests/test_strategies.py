@@ -4,16 +4,15 @@ of them (spec), and under rust-vmm only the crate's documented gaps show."""
 import pytest
 from hypothesis import Phase, given, settings
 
-from vsock_fuzz.case import Case, U64
-from vsock_fuzz.chain import F_INDIRECT, F_WRITE
-from vsock_fuzz.header import HEADER_SIZE
-from vsock_fuzz.layout import assemble, flatten
-from vsock_fuzz.memory import GuestMemory
+from vsock_fuzz.case.value import Case, U64
+from vsock_fuzz.case.wire import F_INDIRECT, F_WRITE
+from vsock_fuzz.case.wire import HEADER_SIZE
+from vsock_fuzz.case.layout import assemble, flatten
+from vsock_fuzz.model.memory import GuestMemory
 from vsock_fuzz.oracles import check, linux_layout
-from vsock_fuzz.packet import parse
-from vsock_fuzz.strategies import (FAMILIES, binary_cases, cases, direction_mixes, indirect_edges,
-                                   linux_layouts, malformed_chains, oversized_layouts, region_layouts,
-                                   split_layouts)
+from vsock_fuzz.model.packet import parse
+from vsock_fuzz.engines.strategies import FAMILIES, binary_cases, cases, direction_mixes, indirect_edges, linux_layouts, malformed_chains, oversized_layouts, region_layouts, split_layouts
+from vsock_fuzz.case.binary import decode, encode
 
 class Found(Exception):
     pass
@@ -129,7 +128,7 @@ def test_indirect_edges_are_refused_unless_valid(lay):
 def test_family_cases_round_trip_the_binary_form(family):
     @given(cases(families=[family]))
     def run(case):
-        assert Case.from_binary(case.to_binary()) == case
+        assert decode(encode(case)) == case
     run()
 
 

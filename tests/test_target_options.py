@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-import vsock_fuzz.targets as targets
+import vsock_fuzz.targets.command as targets
 from vsock_fuzz.cli import main
-from vsock_fuzz.commands import add_target_options, open_target_from_args
+from vsock_fuzz.cli.options import add_target_options, open_target_from_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASE = sorted(glob.glob(os.path.join(ROOT, "corpus", "regressions", "*.bin")))[0]
@@ -83,8 +83,8 @@ def test_fuzz_probe_opens_the_target_with_the_options(capsys, tmp_path):
 
 
 def test_minimizer_resets_the_backoff_between_crashing_candidates():
-    from vsock_fuzz.layout import assemble, linux_tx
-    from vsock_fuzz.minimize import fires
+    from vsock_fuzz.case.layout import assemble, linux_tx
+    from vsock_fuzz.engines.minimize import fires
     bad = assemble(linux_tx("6.2", 64))._replace(max_data_size=666)  # misbehave.py's trigger
     argv = [sys.executable, os.path.join(ROOT, "tests", "targets", "misbehave.py"), "abort"]
     t = targets.CommandTarget(argv, max_restarts=2)
@@ -100,7 +100,7 @@ def test_minimizer_resets_the_backoff_between_crashing_candidates():
 
 
 def test_campaign_options_default_to_no_target_limits():
-    from vsock_fuzz.engine import Campaign, Options
+    from vsock_fuzz.engines.campaign import Campaign, Options
     assert Options("reference").target_options == {}
     t = Campaign(Options(SERVE, target_options={"modes": [], "rlimit_as": 1 << 30})).open_target()
     try:

@@ -14,11 +14,11 @@ import time
 import pytest
 from hypothesis import Phase, given, settings
 
-from vsock_fuzz.chain import F_WRITE
-from vsock_fuzz.header import HEADER_SIZE
-from vsock_fuzz.layout import Buf, Layout, assemble
+from vsock_fuzz.case.wire import F_WRITE
+from vsock_fuzz.case.wire import HEADER_SIZE
+from vsock_fuzz.case.layout import Buf, Layout, assemble
 from vsock_fuzz.oracles import evaluate
-from vsock_fuzz.strategies import cases
+from vsock_fuzz.engines.strategies import cases
 from vsock_fuzz.targets import open_target
 from vsock_fuzz.zoo import BUG, ORACLE, ZOO
 

@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from vsock_fuzz.packet import parse
-from vsock_fuzz.serve import handle
+from vsock_fuzz.model.packet import parse
+from vsock_fuzz.targets.serve import handle
 
 TRIGGER = 666
 

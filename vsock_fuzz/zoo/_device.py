@@ -16,9 +16,9 @@ from __future__ import annotations
 import struct
 import sys
 
-from ..answer import Answer, error_class
-from ..header import Header
-from ..serve import serve
+from ..model.answer import Answer, error_class
+from ..case.wire import Header
+from ..targets.serve import serve
 
 HDR = struct.Struct("<QQIIIHHIII")
 DESC = struct.Struct("<QIHH")

@@ -3,7 +3,7 @@ device keeps across packets (refilled only when it runs dry), so the same
 rx chain gets a different answer depending on what came before."""
 
 from ._device import SimpleDevice, run
-from ..answer import Answer
+from ..model.answer import Answer
 
 REFILL = 4096  # a small peer buffer (buf_alloc)
 

@@ -2,7 +2,7 @@
 other's offset, so every packet's type and operation are misread."""
 
 from ._device import HDR, SimpleDevice, run
-from ..header import Header
+from ..case.wire import Header
 
 
 class Device(SimpleDevice):

@@ -1,0 +1,123 @@
+import re
+import shlex
+import sys
+import time
+
+from .options import add_target_options, open_target_from_args
+
+HELP = "run the deterministic conformance matrix (named layouts, expected answers, every oracle) against a target"
+
+
+def add_arguments(p) -> None:
+    add_target_options(p)
+    p.add_argument("--row", metavar="REGEX", help="run only the rows whose name matches")
+    p.add_argument("--list", action="store_true", help="list the rows with their expectation and rule, run nothing")
+    p.add_argument("--quiet", "-q", action="store_true", help="show only rows that do not pass")
+    p.add_argument("--out", metavar="DIR", help="keep each finding's case in DIR (.bin, .json, .finding.json)")
+    from .report import add_report_options
+    add_report_options(p)  # JUnit: one test case per row
+
+
+def run(args) -> int:
+    from ..engines import check
+    from . import report
+    from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
+    from ..targets.command import TargetError
+
+    rows = check.select(args.row)
+    if args.list:
+        for r in rows:
+            print(f"{r.name:44} {r.expect:7} {r.family:12} {r.rule}")
+        return EXIT_CLEAN
+    if not rows:
+        print(f"vsock-fuzz check: no row matches {args.row!r}", file=sys.stderr)
+        return EXIT_ERROR
+    argv = sys.argv[1:]
+    target = None
+    rep = report.new("check", None, spec=args.target, profile=args.profile, strict=args.strict, argv=argv)
+    t0 = time.monotonic()
+    try:
+        target = open_target_from_args(args)
+        results = check.run(target, profile=args.profile, strict=args.strict, pattern=args.row)
+    except TargetError as e:
+        print(f"vsock-fuzz check: {e}", file=sys.stderr)
+        report.finish(rep, exit_code=EXIT_ERROR, error=str(e))
+        report.write_for_args(rep, args)
+        return EXIT_ERROR
+    finally:
+        if target is not None:
+            target.close()
+    rep["target"].update(name=str(target.name), version=str(target.version or ""))
+    seconds = time.monotonic() - t0
+
+    rep["rows"], rep["findings"] = [], []
+    for res in results:
+        rep["rows"].append(_row_entry(res))
+        for f in res.findings:
+            path = command = None
+            if args.out:
+                from ..case.corpus import write_finding
+                stem, _ = write_finding(args.out, f)
+                path = stem + ".bin"
+            else:
+                command = _row_command(args, res.row.name)
+            rep["findings"].append(report.finding_entry(f, path=path, command=command, row=res.row.name))
+    families = check.family_verdicts(results, args.strict)
+    rep["families"] = {fam: {"verdict": v["verdict"], "findings": v["findings"], "rows": v["rows"]}
+                       for fam, v in families.items()}
+    failed = any(v["verdict"] == "fail" for v in families.values())
+    counts = {v: sum(1 for r in results if r.verdict == v) for v in ("pass", "warn", "fail")}
+
+    print(render_table(results, quiet=args.quiet, strict=args.strict))
+    print()
+    for fam, v in families.items():
+        print(_family_line(fam, v))
+    print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
+          f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
+    code = EXIT_FINDINGS if failed else EXIT_CLEAN
+    report.finish(rep, exit_code=code, stats={"rows": len(results), "cases": len(results), "seconds": round(seconds, 3),
+                                               "findings": len(rep["findings"]), **counts})
+    report.write_for_args(rep, args)
+    return code
+
+
+def _row_command(args, name: str) -> str:
+    cmd = f"vsock-fuzz check --target {shlex.quote(args.target)} --row {shlex.quote('^' + re.escape(name) + '$')}"
+    return cmd + (f" --profile {args.profile}" if args.profile != "spec" else "")
+
+
+def _row_entry(res) -> dict:
+    row = res.row
+    return {"name": row.name, "group": row.group, "expected": row.expect, "family": row.family, "rule": row.rule,
+            "got": res.got, "error": res.answer.error, "verdict": res.verdict,
+            "issues": [{"family": f, "message": m} for f, m in res.issues],
+            "findings": sorted({f.oracle for f in res.findings})}
+
+
+def render_table(results, quiet: bool = False, strict: bool = False) -> str:
+    """row, family (the one the verdict comes from), expected, got, verdict."""
+    from ..engines.check import blamed_family
+    shown = [r for r in results if not quiet or r.verdict != "pass"]
+    head = ("row", "family", "expected", "got", "verdict")
+    body = [(r.row.name, blamed_family(r, strict), r.row.expect, r.got, r.verdict.upper() if r.verdict == "fail" else r.verdict)
+            for r in shown]
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    widths[3] = min(widths[3], 40)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
+    lines += ["  ".join(c[:w].ljust(w) for c, w in zip(line, widths)).rstrip() for line in body]
+    for r in (r for r in shown if r.verdict == "fail"):  # why each failing row fails
+        for fam, msg in r.issues:
+            lines.append(f"  {r.row.name}: {fam}: {msg}")
+        for f in r.findings:
+            if f.severity != "warning":
+                lines.append(f"  {r.row.name}: {f.oracle} ({f.severity}): {f.message}")
+    if quiet and not shown:
+        lines.append("(every row passes)")
+    return "\n".join(lines)
+
+
+def _family_line(fam: str, v: dict) -> str:
+    verdict = v["verdict"].upper() if v["verdict"] == "fail" else v["verdict"]
+    rows = v["rows"]
+    what = "" if not rows else f": {len(rows)} rows ({', '.join(rows[:3])}{', ...' if len(rows) > 3 else ''})"
+    return f"{fam:13} {verdict:5} {v['findings']} findings{what}"

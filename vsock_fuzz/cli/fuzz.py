@@ -1,0 +1,81 @@
+"""`vsock-fuzz fuzz`: a time-boxed, coverage-guided campaign against one target (see engine.py)."""
+
+import shlex
+
+from .options import add_target_options, target_options
+
+HELP = "run a time-boxed coverage-guided fuzzing campaign against a target"
+
+
+def add_arguments(p) -> None:
+    add_target_options(p)
+    p.add_argument("--max-time", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: 60, or no limit with --runs)")
+    p.add_argument("--runs", type=int, default=None, metavar="N", help="stop after N cases in total")
+    p.add_argument("--engine", choices=("atheris", "hypothesis", "both"), default="atheris",
+                   help="atheris: mutate binary cases; hypothesis: atheris drives the Hypothesis strategies; "
+                        "both: half the workers each (default: atheris)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    p.add_argument("--out", default="fuzz-out", metavar="DIR", help="where findings go (default: ./fuzz-out)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="libFuzzer seed (default: random)")
+    p.add_argument("--fail-on", choices=("critical", "error", "warning"), default="error",
+                   help="lowest severity that makes the exit status 1 (default: error)")
+    p.add_argument("--corpus", nargs="+", default=[], metavar="DIR", help="seed corpus directories (binary cases)")
+    p.add_argument("--dict", default=None, metavar="FILE", help="libFuzzer dictionary for the atheris engine")
+    p.add_argument("--stop-on", nargs="+", default=[], metavar="ORACLE",
+                   help="end the campaign at the first finding of these oracles or families "
+                        "(e.g. safety.crash, safety), or 'fail': any finding at or above --fail-on")
+    p.add_argument("--minimize-time", type=float, default=None, metavar="S",
+                   help="seconds for minimizing the reproducers after the campaign "
+                        "(default: a quarter of --max-time, 5 to 60; 0: do not minimize)")
+    from .report import add_report_options
+    add_report_options(p)  # JUnit: one test case per oracle
+
+
+def run(args) -> int:
+    import sys
+    from . import report
+    from ..engines.campaign import Campaign, Options
+    max_time = args.max_time if args.max_time is not None else (None if args.runs else 60.0)
+    rep = report.new("fuzz", None, spec=args.target, profile=args.profile, strict=args.strict,
+                     fail_on=args.fail_on, argv=sys.argv[1:])
+    camp = Campaign(Options(
+        target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
+        out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
+        corpus=args.corpus, timeout=args.timeout, dict=args.dict, minimize_time=args.minimize_time,
+        stop_on=tuple(args.stop_on), target_options=_limits(args)))
+    code = camp.run()
+    if args.json or args.junit or args.markdown:
+        _report(rep, camp, code, args)
+    return code
+
+
+def _limits(args) -> dict:
+    """The target options the campaign passes to open_target besides --timeout (its own field)."""
+    opts = target_options(args)
+    del opts["timeout"]
+    return opts
+
+
+def _report(rep: dict, camp, code: int, args) -> None:
+    """The campaign's distinct findings (their .finding.json files) as a report."""
+    import json
+    from . import report
+    report.describe_target(rep, args.target, **target_options(args))
+    for d in sorted(camp.findings.values(), key=lambda d: (-camp.rank(d), d.first)):
+        stem = d.minimized or d.stem
+        try:
+            with open(stem + ".finding.json") as f:
+                obj = json.load(f)
+        except (OSError, ValueError, TypeError):  # TypeError: counted, not kept (stem None)
+            obj = {"oracle": d.oracle, "family": d.oracle.split(".", 1)[0], "severity": d.severity,
+                   "rule": d.rule, "message": d.message, "key": d.key}
+        rep["findings"].append(report.entry_from_json(
+            obj, path=stem and stem + ".bin", count=max(d.hits, 1),
+            command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}" if stem
+            else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
+    n, t = camp.total_execs(), camp.elapsed
+    stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
+             "coverage": max((w.cov for w in camp.workers), default=0),
+             "corpus": max((w.corp for w in camp.workers), default=0), "distinct_findings": len(camp.findings)}
+    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.fatal), args)
