@@ -1,0 +1,229 @@
+//! Round trips through both transports, with a device that answers from memory.
+
+use super::*;
+use serde_json::{json, Value};
+
+/// Reads the head descriptor and reports its buffer: the header (tx) and the rest as data.
+fn toy(p: &Parse) -> Result<Packet, Reject> {
+    let mut d = [0u8; 16];
+    p.memory
+        .read(p.ring.desc_table + 16 * p.ring.head, &mut d)
+        .ok_or_else(|| Reject::new("DescriptorUnreadable", "head descriptor"))?;
+    let addr = u64::from_le_bytes(d[..8].try_into().unwrap());
+    let len = u32::from_le_bytes(d[8..12].try_into().unwrap()) as u64;
+    if len < HEADER_SIZE as u64 {
+        return Err(Reject::new("HeaderTooShort", format!("{len} bytes")));
+    }
+    let ptr = p.memory.host_ptr(addr, len).ok_or_else(|| Reject::new("CrossesRegions", "the buffer is not one host slice"))?;
+    let mut pkt = Packet::default();
+    if p.queue == QueueKind::Tx {
+        let mut h = [0u8; HEADER_SIZE];
+        p.memory.read(addr, &mut h).unwrap();
+        pkt.header = Some(Header::from_bytes(&h));
+    }
+    pkt.header_host(p.memory, ptr, HEADER_SIZE);
+    if len > HEADER_SIZE as u64 {
+        pkt.data_host(p.memory, ptr.wrapping_add(HEADER_SIZE), (len - HEADER_SIZE as u64) as usize);
+    }
+    Ok(pkt)
+}
+
+fn target() -> Target {
+    Target {
+        features: vec!["VIRTIO_F_VERSION_1".into()],
+        max_queue_size: Some(256),
+        max_regions: Some(2),
+        ..Target::new("toy", "0")
+    }
+}
+
+fn header() -> Header {
+    Header { src_cid: 3, dst_cid: 2, src_port: 1024, dst_port: 5000, len: 5, type_: 1, op: 5, buf_alloc: 262144, ..Default::default() }
+}
+
+/// One descriptor at 0x1000 -> 49 bytes at 0x2000 (header + 5 bytes), avail ring at 0x1100.
+fn case(queue: QueueKind) -> Case {
+    let mut desc = 0x2000u64.to_le_bytes().to_vec();
+    desc.extend_from_slice(&49u32.to_le_bytes());
+    desc.extend_from_slice(&[0, 0, 0, 0]);
+    let mut buf = header().to_bytes().to_vec();
+    buf.extend_from_slice(b"hello");
+    Case {
+        queue,
+        max_data_size: 65536,
+        regions: vec![(0x1000, 0x1000), (0x2000, 0x1000)],
+        writes: vec![(0x1000, desc), (0x2000, buf), (0x1100, vec![0, 0, 1, 0, 0, 0])],
+        ring: Ring { size: 16, desc_table: 0x1000, avail: 0x1100, used: 0x1200, head: 0 },
+    }
+}
+
+fn case_json(id: u64, c: &Case) -> String {
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    json!({
+        "id": id, "op": "parse", "queue": if c.queue == QueueKind::Rx { "rx" } else { "tx" },
+        "max_data_size": c.max_data_size,
+        "memory": c.regions.iter().map(|&(gpa, size)| json!({"gpa": gpa, "size": size})).collect::<Vec<_>>(),
+        "writes": c.writes.iter().map(|(gpa, d)| json!({"gpa": gpa, "hex": hex(d)})).collect::<Vec<_>>(),
+        "ring": {"size": c.ring.size, "desc_table": c.ring.desc_table, "avail": c.ring.avail,
+                 "used": c.ring.used, "head": c.ring.head},
+    })
+    .to_string()
+}
+
+fn serve_str(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    serve(&target(), toy, input, &mut out).unwrap();
+    out
+}
+
+fn lines(out: &[u8]) -> Vec<Value> {
+    out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+#[test]
+fn error_enum_variant_names() {
+    #[derive(Debug)]
+    enum E {
+        InvalidHeaderLen(u32),
+        DescriptorChainTooShort,
+        Mem { at: u64 },
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "{self:?}!")
+        }
+    }
+    assert_eq!(Reject::of(&E::InvalidHeaderLen(7)), Reject::new("InvalidHeaderLen", "InvalidHeaderLen(7)!"));
+    assert_eq!(Reject::of(&E::DescriptorChainTooShort).error, "DescriptorChainTooShort");
+    assert_eq!(Reject::of(&E::Mem { at: 1 }).error, "Mem");
+}
+
+#[test]
+fn header_bytes_round_trip() {
+    let h = Header { fwd_cnt: 0xdeadbeef, flags: 7, ..header() };
+    assert_eq!(Header::from_bytes(&h.to_bytes()), h);
+    assert_eq!(h.to_bytes()[24..28], 5u32.to_le_bytes()); // len at offset 24, as in memory
+}
+
+#[test]
+fn v1_hello_and_parse() {
+    let mut input = br#"{"op": "hello", "protocol": 1}"#.to_vec();
+    input.push(b'\n');
+    input.extend_from_slice(case_json(7, &case(QueueKind::Tx)).as_bytes());
+    input.extend_from_slice(b"\n\n");
+    input.extend_from_slice(case_json(8, &case(QueueKind::Rx)).as_bytes());
+    let out = lines(&serve_str(&input));
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0]["ok"], true);
+    assert_eq!(out[0]["protocol"], 1);
+    assert_eq!(out[0]["name"], "toy");
+    assert!(out[0].get("mode").is_none(), "no mode without an offer");
+    assert_eq!(out[0]["device"], json!({"features": ["VIRTIO_F_VERSION_1"], "max_queue_size": 256, "max_regions": 2}));
+    assert_eq!(
+        out[1],
+        json!({"id": 7, "ok": true,
+               "header": {"src_cid": 3, "dst_cid": 2, "src_port": 1024, "dst_port": 5000, "len": 5,
+                          "type": 1, "op": 5, "flags": 0, "buf_alloc": 262144, "fwd_cnt": 0},
+               "header_slices": [[0x2000, 44]], "data_slices": [[0x2000 + 44, 5]]})
+    );
+    assert_eq!(out[2], json!({"id": 8, "ok": true, "header_slices": [[0x2000, 44]], "data_slices": [[0x2000 + 44, 5]]}));
+}
+
+#[test]
+fn v1_rejections_and_bad_requests() {
+    let mut c = case(QueueKind::Tx);
+    c.writes[0].1[8] = 10; // head descriptor of 10 bytes
+    let mut too_many = case(QueueKind::Tx);
+    too_many.regions.push((0x10000, 0x1000));
+    let mut huge = case(QueueKind::Tx);
+    huge.regions.push((1 << 63, 1 << 62));
+    let mut outside = case(QueueKind::Tx);
+    outside.writes.push((0x3000, vec![1]));
+    let mut input = String::new();
+    for (i, c) in [c, too_many, huge, outside].iter().enumerate() {
+        input += &case_json(i as u64, c);
+        input.push('\n');
+    }
+    input += "{\"id\": 9, \"op\": \"parse\"}\nnot json\n{\"id\": \"x\", \"op\": \"dance\"}\n";
+    let out = lines(&serve_str(input.as_bytes()));
+    let errors: Vec<_> = out.iter().map(|a| (a["id"].clone(), a["error"].as_str().unwrap().to_string())).collect();
+    assert_eq!(
+        errors,
+        [
+            (json!(0), "HeaderTooShort".into()),
+            (json!(1), "Unsupported".into()), // over max_regions
+            (json!(2), "Unsupported".into()), // a region the adapter cannot map (2^62 bytes)
+            (json!(3), "BadRequest".into()),
+            (json!(9), "BadRequest".into()),
+            (Value::Null, "BadRequest".into()),
+            (json!("x"), "BadRequest".into()),
+        ]
+    );
+    assert_eq!(out[0]["detail"], "10 bytes");
+}
+
+#[test]
+fn raw_case_round_trip() {
+    let mut c = case(QueueKind::Rx);
+    c.max_data_size = u64::MAX;
+    c.ring.desc_table = 1 << 63;
+    c.regions.push((u64::MAX - 5, 6));
+    assert_eq!(wire::decode_case(&wire::encode_case(&c)).unwrap(), c);
+    let b = wire::encode_case(&c);
+    assert!(wire::decode_case(&b[..b.len() - 1]).is_err());
+    assert!(wire::decode_case(&[1, 0]).is_err(), "the structured form is not a frame's case");
+}
+
+/// A hello offering frames-v1, then frames; answers decoded as the harness does.
+#[test]
+fn frames_round_trip() {
+    let mut input = b"{\"op\":\"hello\",\"protocol\":1,\"modes\":[\"frames-v1\"]}\n".to_vec();
+    let mut bad = case(QueueKind::Tx);
+    bad.writes[0].1[8] = 10;
+    for (id, c) in [(1u32, case(QueueKind::Tx)), (2, case(QueueKind::Rx)), (u32::MAX, bad)] {
+        let body = wire::encode_case(&c);
+        input.extend_from_slice(&(4 + body.len() as u32).to_le_bytes());
+        input.extend_from_slice(&id.to_le_bytes());
+        input.extend_from_slice(&body);
+    }
+    input.extend_from_slice(&6u32.to_le_bytes());
+    input.extend_from_slice(&[5, 0, 0, 0, 1, 0]); // id 5, not the raw form
+    let out = serve_str(&input);
+    let nl = out.iter().position(|&b| b == b'\n').unwrap();
+    let hello: Value = serde_json::from_slice(&out[..nl]).unwrap();
+    assert_eq!(hello["mode"], "frames-v1");
+    let mut rest = &out[nl + 1..];
+    let mut answers = Vec::new();
+    while !rest.is_empty() {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        answers.push(wire::decode_answer_frame(&rest[4..4 + n]).unwrap());
+        rest = &rest[4 + n..];
+    }
+    let data = vec![(0x2000 + 44, 5)];
+    assert_eq!(
+        answers,
+        [
+            (1, Ok(Packet { header: Some(header()), header_slices: vec![(0x2000, 44)], data_slices: data.clone() })),
+            (2, Ok(Packet { header: None, header_slices: vec![(0x2000, 44)], data_slices: data })),
+            (u32::MAX, Err(Reject::new("HeaderTooShort", "10 bytes"))),
+            (5, Err(Reject::new("BadRequest", "a frame carries a case in the raw binary form (byte 1 bit 1 set)"))),
+        ]
+    );
+    // and the frame encoder's bytes are the spec's: le32 n | le32 id | status | ...
+    let mut f = Vec::new();
+    wire::answer_frame(&mut f, 3, &Err(Reject::new("E", "d"))).unwrap();
+    assert_eq!(f, [8, 0, 0, 0, 3, 0, 0, 0, 0, 1, b'E', b'd']);
+}
+
+#[test]
+fn cases_do_not_leak_memory_into_each_other() {
+    // the second case writes no descriptor: its table must read as zero (len 0), not
+    // as the first case's descriptor
+    let first = case(QueueKind::Tx);
+    let mut second = case(QueueKind::Tx);
+    second.writes.remove(0);
+    let input = format!("{}\n{}\n", case_json(1, &first), case_json(2, &second));
+    let out = lines(&serve_str(input.as_bytes()));
+    assert_eq!(out[0]["ok"], true);
+    assert_eq!(out[1]["error"], "HeaderTooShort");
+}
