@@ -1,7 +1,11 @@
 """A target's answer to one case, in the protocol's answer shape.
 
 A target that crashed or hung on the case answers too, with error class
-"crash" or "hang", so every oracle sees one kind of value.
+"crash" or "hang", so every oracle sees one kind of value. The error name
+`Unsupported` is the adapter's own limit, not the device's verdict
+(target-protocol.md: a region it cannot map, a queue it cannot represent):
+its class is "unsupported", whatever a target's error table says, and no
+oracle judges it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from ..case.wire import Header
 
 ERROR_CLASSES = ("chain", "permission", "length", "memory", "queue")
 FAULT_CLASSES = ("crash", "hang")
+UNSUPPORTED = "Unsupported"
 
 # Error names of known implementations -> class. A target's own names not here
 # are classed "unknown"; the raw name is always kept.
@@ -38,6 +43,8 @@ ERROR_CLASS = {
 
 
 def error_class(name: str, table: dict | None = None) -> str:
+    if name == UNSUPPORTED:
+        return "unsupported"
     return (table or ERROR_CLASS).get(name, ERROR_CLASS.get(name, "unknown"))
 
 
@@ -63,6 +70,10 @@ class Answer:
     @property
     def faulted(self) -> bool:
         return self.error_class in FAULT_CLASSES
+
+    @property
+    def unsupported(self) -> bool:
+        return self.error_class == "unsupported"
 
     def to_json(self, id: int | None = None) -> dict:
         out = {} if id is None else {"id": id}

@@ -17,13 +17,12 @@ ends) and never checks the table's alignment (since virtio-queue 0.7.1).
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_right
 from itertools import accumulate, cycle, islice
 from operator import attrgetter
 from typing import Iterator, NamedTuple
 
-from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
+from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
 from .memory import GuestMemory, MemoryFault
 
 _LEN = attrgetter("len")
@@ -84,8 +83,11 @@ def check_queue(mem: GuestMemory, ring) -> None:
 
 def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
          max_chain_bytes: int = SPEC_MAX_CHAIN_BYTES,
-         reject_indirect_next: bool = True) -> Iterator[Descriptor]:
+         reject_indirect_next: bool = True, tables: bool = True) -> Iterator[Descriptor]:
     """Yield the buffer descriptors of the chain starting at `head`.
+
+    `tables=False` walks as a device that never offered VIRTIO_F_INDIRECT_DESC and
+    ignores the flag: a descriptor with INDIRECT is a plain buffer (target-protocol.md).
 
     `mem` must not change while the walk runs (the model only reads): a loop is
     replayed from the descriptors it already read."""
@@ -122,7 +124,7 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
             desc = Descriptor._make(unpack(mem.read(at, DESC_SIZE)))
         except MemoryFault:
             raise ChainError("DescriptorUnreadable", "memory", f"descriptor {index} at {at:#x} is not inside guest memory") from None
-        if desc.flags & F_INDIRECT:
+        if desc.flags & F_INDIRECT and tables:
             # 2.7.5.3.1: one level only.
             if indirect:
                 raise ChainError("NestedIndirect", "chain", f"descriptor {index} sets INDIRECT inside an indirect table")
@@ -165,11 +167,12 @@ class Walked:
     computed once. `walked(case)` keeps the last case's: the model (under one profile or two)
     and the oracles look at the same chain, so the walk is done once."""
 
-    __slots__ = ("case", "mem", "_queue_error", "_chain")
+    __slots__ = ("case", "mem", "tables", "_queue_error", "_chain")
 
-    def __init__(self, case):
+    def __init__(self, case, tables: bool = True, mem: GuestMemory | None = None):
         self.case = case
-        self.mem = GuestMemory(case.regions, case.writes)
+        self.mem = GuestMemory(case.regions, case.writes) if mem is None else mem
+        self.tables = tables  # False: INDIRECT descriptors read as plain buffers (walk's `tables`)
         self._queue_error = self._chain = None
 
     @property
@@ -194,7 +197,7 @@ class Walked:
             try:
                 # extend keeps what the walk yielded before it raised (CPython's list.extend
                 # adds each item as it comes), and takes a loop's replay at C speed.
-                descs.extend(walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF))
+                descs.extend(walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF, tables=self.tables))
                 self._chain = tuple(descs), None
             except ChainError as e:
                 self._chain = tuple(descs), e
@@ -202,6 +205,7 @@ class Walked:
 
 
 _last: Walked | None = None
+_last_plain: Walked | None = None
 
 
 def walked(case) -> Walked:
@@ -210,3 +214,12 @@ def walked(case) -> Walked:
     if _last is None or _last.case is not case:
         _last = Walked(case)
     return _last
+
+
+def walked_plain(case, mem: GuestMemory | None = None) -> Walked:
+    """`walked` for a device that ignores INDIRECT (a reading only some cases need); `mem`
+    may be the followed walk's memory (the model only reads it)."""
+    global _last_plain
+    if _last_plain is None or _last_plain.case is not case:
+        _last_plain = Walked(case, tables=False, mem=mem)
+    return _last_plain

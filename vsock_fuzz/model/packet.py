@@ -36,25 +36,70 @@ as it is, which is what an adapter clamping larger values to u32::MAX does.
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import NamedTuple
 
-from .answer import Answer
 from ..case.value import Case
-from ..case.wire import DESC_SIZE, F_WRITE
-from .chain import MAX_QUEUE_SIZE, ChainError, Walked, walk, walked
-from ..case.wire import HEADER_SIZE, Header
+from ..case.wire import DESC_SIZE, F_INDIRECT, F_WRITE, HEADER_SIZE, TYPE_SEQPACKET, Header
+from .answer import Answer
+from .chain import MAX_QUEUE_SIZE, ChainError, Walked, walk, walked, walked_plain
+from .device import ASSUMED, Device
 from .memory import U64, GuestMemory
 
 PROFILES = ("spec", "rust-vmm")
 
 
-def parse(case: Case, profile: str = "spec") -> Answer:
+class Reading(NamedTuple):
+    """One answer a correct device may give, and the chain as that device walks it."""
+    answer: Answer
+    walked: Walked
+    why: str = ""  # why a device may answer so, for every reading but the model's own
+
+
+def parse(case: Case, profile: str = "spec", device: Device = ASSUMED) -> Answer:
+    return _parse(case, walked(case), profile, device)
+
+
+def readings(case: Case, profile: str = "spec", device: Device = ASSUMED) -> tuple[Reading, ...]:
+    """The model's answer first, then the other answers the device's offer makes legal.
+
+    A device that did not offer VIRTIO_F_INDIRECT_DESC may reject a chain that sets
+    INDIRECT (the driver broke 2.7.5.3's precondition) or ignore the flag and read the
+    descriptor as a plain buffer; following the table anyway (the model's answer) is
+    allowed too. One that did not offer VIRTIO_VSOCK_F_SEQPACKET may refuse a
+    SEQPACKET packet (5.10.6: type 2 needs the feature)."""
     w = walked(case)
+    first = Reading(_parse(case, w, profile, device), w)
+    if device.features is None:
+        return (first,)
+    out = [first]
+    if not device.indirect:
+        plain = walked_plain(case, w.mem)
+        if any(d.flags & F_INDIRECT for d in plain.chain[0]):
+            out.append(Reading(_parse(case, plain, profile, device), plain,
+                               "it did not offer VIRTIO_F_INDIRECT_DESC, so it may read an INDIRECT descriptor "
+                               "as a plain buffer"))
+            out.append(Reading(Answer.reject("IndirectNotOffered", "chain", "INDIRECT set on a device without "
+                                             "VIRTIO_F_INDIRECT_DESC"), w,
+                               "it did not offer VIRTIO_F_INDIRECT_DESC, so it may reject a chain that sets INDIRECT"))
+    if not device.seqpacket and any(r.answer.ok and r.answer.header is not None
+                                    and r.answer.header.type == TYPE_SEQPACKET for r in out):
+        out.append(Reading(Answer.reject("SeqpacketNotOffered", "chain", "a SEQPACKET packet on a device without "
+                                         "VIRTIO_VSOCK_F_SEQPACKET"), w,
+                           "it did not offer VIRTIO_VSOCK_F_SEQPACKET, so it may refuse SEQPACKET packets"))
+    return tuple(out)
+
+
+def _parse(case: Case, w: Walked, profile: str, device: Device) -> Answer:
+    # The device's transport refuses a queue larger than its maximum before any chain exists.
+    if case.ring.size > device.max_queue_size and device.max_queue_size < MAX_QUEUE_SIZE:
+        return Answer.reject("QueueSizeAboveMaximum", "queue",
+                             f"queue size {case.ring.size} > the device's maximum {device.max_queue_size}")
     try:
         if profile == "spec":
             return _parse_spec(case, w)
         if profile == "rust-vmm":
             _check_queue_rust_vmm(w.mem, case.ring)
-            return _parse_rust_vmm(case, w.mem)
+            return _parse_rust_vmm(case, w.mem, w.tables)
     except ChainError as e:
         return Answer.reject(e.name, e.kind, e.detail)
     raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -183,11 +228,11 @@ def _pop_head_rust_vmm(mem: GuestMemory, ring) -> int:
     return int.from_bytes(mem.read(ring.avail + 4, 2), "little")
 
 
-def _parse_rust_vmm(case: Case, mem: GuestMemory) -> Answer:
+def _parse_rust_vmm(case: Case, mem: GuestMemory, tables: bool = True) -> Answer:
     ring = case.ring
     # virtio-queue: yielded bytes are a u32; INDIRECT with NEXT is not checked.
     chain = walk(mem, ring.desc_table, ring.size, _pop_head_rust_vmm(mem, ring),
-                 max_chain_bytes=0xFFFFFFFF, reject_indirect_next=False)
+                 max_chain_bytes=0xFFFFFFFF, reject_indirect_next=False, tables=tables)
     rx = case.queue == "rx"
     head = _next_or_short(chain)
     if head.writable != rx:
