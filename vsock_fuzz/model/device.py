@@ -102,7 +102,7 @@ class Device:
             raise DeviceError(f"device: unknown field {unknown[0]!r} (known: features, {', '.join(LIMITS)})")
         features = None
         if "features" in obj:
-            features = parse_features(obj["features"], "device.features")
+            features = parse_features(obj["features"], "device.features", text=False)
         limits = {name: _limit(obj[name], f"device.{name}", name) for name in LIMITS if obj.get(name) is not None}
         return cls(features=features, source=source, **limits)
 
@@ -119,9 +119,9 @@ class Device:
 ASSUMED = Device()
 
 
-def parse_features(raw, where: str) -> frozenset:
-    """Feature names from a list (JSON) or a comma-separated string (command line)."""
-    if isinstance(raw, str):
+def parse_features(raw, where: str, text: bool = True) -> frozenset:
+    """Feature names from a list (JSON) or, with `text`, a comma-separated string (command line)."""
+    if text and isinstance(raw, str):
         raw = [f.strip() for f in raw.split(",") if f.strip()]
     if not isinstance(raw, list):
         raise DeviceError(f"{where}: expected a list of feature names, got {type(raw).__name__}")
