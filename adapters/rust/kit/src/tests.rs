@@ -227,3 +227,23 @@ fn cases_do_not_leak_memory_into_each_other() {
     assert_eq!(out[0]["ok"], true);
     assert_eq!(out[1]["error"], "HeaderTooShort");
 }
+
+/// A panicking device is not caught: the panic leaves `serve` (the process would exit
+/// with 101, a crash), and the answers to the cases before it are flushed on the way out
+/// so the harness blames the case in flight, not an earlier one.
+#[test]
+fn a_panic_unwinds_after_flushing_earlier_answers() {
+    let input = format!("{}\n{}\n", case_json(1, &case(QueueKind::Tx)), case_json(2, &case(QueueKind::Rx)));
+    let mut out = Vec::new();
+    let panicky = |p: &Parse| match p.queue {
+        QueueKind::Tx => toy(p),
+        QueueKind::Rx => panic!("device bug"),
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(&target(), panicky, input.as_bytes(), io::BufWriter::new(&mut out))
+    }));
+    assert!(r.is_err(), "the panic reached the caller");
+    let answers = lines(&out);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["id"], 1);
+}
