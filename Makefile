@@ -32,12 +32,13 @@ bench-targets: $(STAMP) $(C_TARGET)
 	$(BIN)/python benchmarks/bench_targets.py
 
 # The Rust adapters (adapters/rust: the kit, rust-vmm virtio-vsock targets): built when
-# cargo exists, from the committed Cargo.lock (offline once the crates are fetched);
-# tests/test_rust_adapters.py fails, saying so, when cargo is missing.
+# cargo exists, from the committed Cargo.lock (offline once the crates are fetched),
+# with the kit's unit tests, which tests/test_rust_adapters.py runs; it fails, saying
+# so, when cargo is missing.
 HAVE_CARGO := $(shell command -v cargo 2>/dev/null)
 
 adapters:
-	cd adapters/rust && cargo build --release --locked
+	cd adapters/rust && cargo build --release --locked && cargo test --release --locked --no-run -q
 
 test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters)
 	$(BIN)/python -m pytest -q

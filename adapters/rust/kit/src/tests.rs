@@ -83,6 +83,7 @@ fn lines(out: &[u8]) -> Vec<Value> {
 #[test]
 fn error_enum_variant_names() {
     #[derive(Debug)]
+    #[allow(dead_code)] // the fields are read only through Debug
     enum E {
         InvalidHeaderLen(u32),
         DescriptorChainTooShort,
