@@ -36,7 +36,7 @@ def _fail(msg: str) -> int:
 def run(args) -> int:
     from ..case.corpus import CorpusError, read_case, write_finding
     from ..engines.minimize import DEFAULT_BUDGET, fires, shrink
-    from ..oracles._all import SEVERITY_ORDER, evaluate
+    from ..oracles import SEVERITY_ORDER, evaluate
     from .render import render
     from ..targets.command import ModelTarget, TargetError
 

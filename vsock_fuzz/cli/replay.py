@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from . import report
     from ..case.corpus import CorpusError, iter_cases
-    from ..oracles._all import SEVERITY_ORDER, evaluate
+    from ..oracles import SEVERITY_ORDER, evaluate
     from ..targets.command import TargetError
 
     rep = report.new("replay", None, spec=args.target, profile=args.profile, strict=args.strict,

@@ -32,7 +32,7 @@ from xml.etree import ElementTree as ET
 
 from .. import __version__
 from ..case.corpus import atomic_write
-from ..oracles._all import FAMILIES, ORACLES, SEVERITY_ORDER
+from ..oracles import FAMILIES, ORACLES, SEVERITY_ORDER
 
 SCHEMA_VERSION = 1
 

@@ -83,7 +83,7 @@ def force_queue(data: bytes, queue: str | None) -> bytes:
 def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: str | None = None):
     """The per-case path: bytes -> (case, findings) with the target and every oracle."""
     from ..case.binary import decode
-    from ..oracles._all import evaluate
+    from ..oracles import evaluate
 
     def check(data: bytes):
         case = decode(force_queue(data, queue))
@@ -93,7 +93,7 @@ def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: 
 
 def raise_on(findings, fail_on: str = "error") -> None:
     """Raise FindingError for the worst finding at or above `fail_on` (harness mode)."""
-    from ..oracles._all import SEVERITY_ORDER
+    from ..oracles import SEVERITY_ORDER
     bar = SEVERITY_ORDER[fail_on]
     hit = [f for f in findings if SEVERITY_ORDER[f.severity] >= bar]
     if hit:
@@ -215,7 +215,7 @@ class Recorder:
     thousands of distinct conformance warnings); past that they are counted, not written."""
 
     def __init__(self, out_dir: str, send, fail_on: str = "warning"):
-        from ..oracles._all import SEVERITY_ORDER
+        from ..oracles import SEVERITY_ORDER
         self.out_dir = out_dir
         self.send = send
         self.hits: dict[str, int] = {}
@@ -288,7 +288,7 @@ def worker(cfg: dict) -> None:
             send({"fatal": str(e)})
             os._exit(2)
         check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
-        from ..oracles._all import evaluate
+        from ..oracles import evaluate
     # Only now: anything of ours imported before the block above would not be instrumented.
     rec = Recorder(cfg["out"], send, cfg["fail_on"])
     state["hits"] = rec.hits
@@ -429,7 +429,7 @@ class Campaign:
 
     def validate(self) -> None:
         o = self.o
-        from ..oracles._all import SEVERITY_ORDER
+        from ..oracles import SEVERITY_ORDER
         from ..model.packet import PROFILES
         if o.engine not in ENGINES + ("both",):
             raise UsageError(f"unknown engine {o.engine!r} (atheris, hypothesis or both)")
@@ -728,7 +728,7 @@ class Campaign:
         from ..case.binary import encode
         from ..case.corpus import read_case, write_finding
         from .minimize import fires, shrink
-        from ..oracles._all import evaluate
+        from ..oracles import evaluate
         from ..targets.command import TargetError
         o = self.o
         total = o.minimize_time if o.minimize_time is not None else min(60.0, max(5.0, (o.max_time or 60) / 4))
@@ -824,12 +824,12 @@ class Campaign:
 
     @staticmethod
     def rank(d: Distinct) -> int:
-        from ..oracles._all import SEVERITY_ORDER
+        from ..oracles import SEVERITY_ORDER
         return SEVERITY_ORDER[d.severity]
 
     def fails(self, d: Distinct) -> bool:
         """Whether `d` is at or above --fail-on."""
-        from ..oracles._all import SEVERITY_ORDER
+        from ..oracles import SEVERITY_ORDER
         return self.rank(d) >= SEVERITY_ORDER[self.o.fail_on]
 
     def stops(self, d: Distinct) -> bool:

@@ -36,7 +36,7 @@ from ..case.layout import Layout, assemble
 from ..case.value import Case
 from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_WRITE, HEADER_SIZE, Header
 from ..model.memory import GuestMemory
-from ..oracles._all import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
+from ..oracles import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
 from .check_rows import HDR, Spec, SPECS  # noqa: F401  (HDR: the header the rows send)
 
 # A problem in these families fails `check` (exit 1), as does any oracle finding of

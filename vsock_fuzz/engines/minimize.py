@@ -207,7 +207,7 @@ def fires(target, oracle: str, *, profile: str = "spec", strict: bool = False) -
     the target's back-off is reset after each candidate: no sleeping between
     them, and only restarts that fail in a row count towards max_restarts.
     """
-    from ..oracles._all import evaluate
+    from ..oracles import evaluate
     determinism = oracle.startswith("determinism")
 
     def fails(case: Case) -> bool:

@@ -30,7 +30,7 @@ from ..model.chain import ChainError, walk
 from ..case.wire import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 from ..case.layout import scatter
 from ..model.memory import GuestMemory
-from ..oracles._all import SEVERITY_ORDER, check
+from ..oracles import SEVERITY_ORDER, check
 from ..model.packet import parse
 
 SLOT = 512  # bytes of buffer owned by each descriptor index (reused with it)

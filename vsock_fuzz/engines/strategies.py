@@ -17,7 +17,7 @@ with the binary form, for everything the families do not think of.
 In a device's own test suite:
 
     from hypothesis import given
-    from ..oracles._all import check
+    from ..oracles import check
     from .strategies import cases
 
     @given(cases())

@@ -1,0 +1,82 @@
+"""Findings and the oracle registry: what an oracle reports and how it is named.
+
+An oracle's name is `<family>.<what>`; the family fixes where it is listed
+(FAMILIES) and its default severity is one of SEVERITY_ORDER's, from
+`warning` up to `critical`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+
+from ..case.binary import encode
+from ..case.value import Case
+from ..model.answer import Answer
+
+SEVERITY_ORDER = {"warning": 0, "error": 1, "critical": 2}
+FAMILIES = ("safety", "fidelity", "interop", "conformance", "differential", "determinism")
+
+
+@dataclass(frozen=True)
+class Finding:
+    oracle: str
+    family: str
+    severity: str
+    rule: str
+    message: str
+    case: Case
+    answer: Answer
+    signature: str = ""          # what distinguishes two findings of one oracle
+    target: str | None = None    # the target spec, for the reproduce command
+
+    def key(self) -> str:
+        """De-duplication key: the oracle and a short signature of what broke."""
+        return f"{self.oracle}:{self.signature}" if self.signature else self.oracle
+
+    def file_stem(self) -> str:
+        """`<oracle>-<sha1 of binary case>`, the name of the finding's files on disk."""
+        return f"{self.oracle}-{hashlib.sha1(encode(self.case)).hexdigest()}"
+
+    def reproduce(self, target: str | None = None) -> str:
+        spec = target or self.target or "TARGET"
+        return f"vsock-fuzz replay --target {shlex.quote(spec)} {self.file_stem()}.bin"
+
+    def to_json(self, target: str | None = None) -> dict:
+        return {
+            "oracle": self.oracle, "family": self.family, "severity": self.severity,
+            "rule": self.rule, "message": self.message, "signature": self.signature,
+            "key": self.key(), "target": target or self.target,
+            "case": self.case.to_request(), "binary": encode(self.case).hex(),
+            "answer": self.answer.to_json(), "reproduce": self.reproduce(target),
+        }
+
+
+# --- oracle registry ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Oracle:
+    name: str
+    family: str
+    severity: str
+    rule: str
+    func: object
+
+
+ORACLES: dict[str, Oracle] = {}
+
+
+def oracle(name: str, severity: str, rule: str):
+    """Register an oracle: `func(ctx)` calls `ctx.emit(message, signature)` for each violation."""
+    def register(func):
+        ORACLES[name] = Oracle(name, name.split(".", 1)[0], severity, rule, func)
+        func.oracle = ORACLES[name]
+        return func
+    return register
+
+
+
+def worst(findings) -> str | None:
+    """The highest severity among `findings`, or None."""
+    return max((f.severity for f in findings), key=SEVERITY_ORDER.__getitem__, default=None)
