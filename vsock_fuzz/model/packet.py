@@ -52,7 +52,8 @@ class Reading(NamedTuple):
     """One answer a correct device may give, and the chain as that device walks it."""
     answer: Answer
     walked: Walked
-    why: str = ""  # why a device may answer so, for every reading but the model's own
+    why: str = ""            # why a device may answer so, for every reading but the model's own
+    spec: Answer | None = None  # the spec profile's answer under this reading (None: parse it)
 
 
 def parse(case: Case, profile: str = "spec", device: Device = ASSUMED) -> Answer:
@@ -75,18 +76,22 @@ def readings(case: Case, profile: str = "spec", device: Device = ASSUMED) -> tup
     if not device.indirect:
         plain = walked_plain(case, w.mem)
         if any(d.flags & F_INDIRECT for d in plain.chain[0]):
-            out.append(Reading(_parse(case, plain, profile, device), plain,
-                               "it did not offer VIRTIO_F_INDIRECT_DESC, so it may read an INDIRECT descriptor "
-                               "as a plain buffer"))
-            out.append(Reading(Answer.reject("IndirectNotOffered", "chain", "INDIRECT set on a device without "
-                                             "VIRTIO_F_INDIRECT_DESC"), w,
-                               "it did not offer VIRTIO_F_INDIRECT_DESC, so it may reject a chain that sets INDIRECT"))
+            answer = _parse(case, plain, profile, device)
+            spec = answer if profile == "spec" else _parse(case, plain, "spec", device)
+            out.append(Reading(answer, plain, "it did not offer VIRTIO_F_INDIRECT_DESC, so it may read an "
+                                              "INDIRECT descriptor as a plain buffer", spec))
+            out.append(_refusal(w, "IndirectNotOffered", "INDIRECT set on a device without VIRTIO_F_INDIRECT_DESC",
+                                "it did not offer VIRTIO_F_INDIRECT_DESC, so it may reject a chain that sets INDIRECT"))
     if not device.seqpacket and any(r.answer.ok and r.answer.header is not None
                                     and r.answer.header.type == TYPE_SEQPACKET for r in out):
-        out.append(Reading(Answer.reject("SeqpacketNotOffered", "chain", "a SEQPACKET packet on a device without "
-                                         "VIRTIO_VSOCK_F_SEQPACKET"), w,
-                           "it did not offer VIRTIO_VSOCK_F_SEQPACKET, so it may refuse SEQPACKET packets"))
+        out.append(_refusal(w, "SeqpacketNotOffered", "a SEQPACKET packet on a device without VIRTIO_VSOCK_F_SEQPACKET",
+                            "it did not offer VIRTIO_VSOCK_F_SEQPACKET, so it may refuse SEQPACKET packets"))
     return tuple(out)
+
+
+def _refusal(w: Walked, name: str, detail: str, why: str) -> Reading:
+    refused = Answer.reject(name, "chain", detail)
+    return Reading(refused, w, why, refused)
 
 
 def _parse(case: Case, w: Walked, profile: str, device: Device) -> Answer:

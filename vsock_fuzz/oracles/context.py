@@ -29,8 +29,9 @@ from ..case.value import Case
 from ..case.wire import F_WRITE, HEADER_SIZE, Header
 from ..model.answer import Answer
 from ..model.chain import ChainError, Walked, walk, walked
+from ..model.device import ASSUMED, Device
 from ..model.memory import U64, GuestMemory, MemoryFault
-from ..model.packet import parse
+from ..model.packet import Reading, parse
 from .finding import Finding, Oracle
 
 UNSET = object()
@@ -55,16 +56,22 @@ class _shared:
 class _Context:
     """One answer under check, with what the oracles share, each computed once."""
 
-    def __init__(self, case: Case, answer: Answer, out: list, profile: str, model: Answer | None):
+    def __init__(self, case: Case, answer: Answer, out: list, profile: str, model: Answer | None,
+                 device: Device = ASSUMED, reading: Reading | None = None):
         self.case = case
         self.answer = answer
         self.out = out
         self.profile = profile
         self.model = model
+        self.device = device
         self.tx = case.queue == "tx"
         self.current: Oracle | None = None
         # Computed on first use (UNSET until then; None is a result).
         self._spec = self._linux = UNSET
+        if reading is not None:  # one of the answers the device's offer allows, and its walk
+            self.walked = reading.walked
+            if reading.spec is not None:
+                self._spec = reading.spec
 
     def run(self, func, *args) -> None:
         """One oracle on this answer."""
@@ -144,10 +151,10 @@ class _Context:
 
     def spec_answer(self) -> Answer:
         """The model's answer under `spec` (reusing the differential one when it is that)."""
-        if self.model is not None and self.profile == "spec":
-            return self.model
         if self._spec is UNSET:
-            self._spec = parse(self.case, "spec")
+            if self.model is not None and self.profile == "spec":
+                return self.model
+            self._spec = parse(self.case, "spec", self.device)
         return self._spec
 
 

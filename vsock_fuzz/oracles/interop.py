@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..case.value import Case
 from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, OP_RW, Header
 from ..model.answer import Answer
+from ..model.device import ASSUMED, Device
 from ..model.memory import MemoryFault
 from .context import UNSET, _Context, _total, normalise, same_bytes
 from .finding import oracle
@@ -55,6 +56,10 @@ def linux_shape(ctx: _Context) -> str | None:
         else:
             return None
     else:
+        # Linux sizes rx buffers for a 4 KiB payload; a device whose limit is below that (no real
+        # one is) may refuse them, as rust-vmm does (DescriptorLengthTooLong).
+        if case.max_data_size < LINUX_RX_BUF:
+            return None
         if lens == [HEADER_SIZE + LINUX_RX_BUF]:
             shape = "one rx descriptor (Linux >= 6.2)"
         elif lens == [HEADER_SIZE, LINUX_RX_BUF]:
@@ -68,6 +73,8 @@ def linux_shape(ctx: _Context) -> str | None:
     at = case.ring.desc_table + DESC_SIZE * case.ring.head
     flags = DESC_STRUCT.unpack(mem.read(at, DESC_SIZE))[2]
     if flags & F_INDIRECT:
+        if not ctx.device.indirect:
+            return None  # Linux puts a buffer in a table only when the device offered VIRTIO_F_INDIRECT_DESC
         shape += " in an indirect table"
     elif any(f & F_INDIRECT for f in _top_flags(mem, case.ring)):
         return None  # direct descriptors then a table: spec-valid, but no Linux layout
@@ -75,9 +82,10 @@ def linux_shape(ctx: _Context) -> str | None:
     return shape
 
 
-def linux_layout(case: Case) -> str | None:
-    """Which Linux driver layout `case` is (e.g. "two descriptors (Linux < 6.2)"), or None."""
-    return linux_shape(_Context(case, Answer(False), [], "spec", None))
+def linux_layout(case: Case, device: Device = ASSUMED) -> str | None:
+    """Which Linux driver layout `case` is (e.g. "two descriptors (Linux < 6.2)"), or None: the
+    layouts a Linux driver sends to `device`."""
+    return linux_shape(_Context(case, Answer(False), [], "spec", None, device))
 
 
 def _top_flags(mem, ring):

@@ -17,38 +17,60 @@ from dataclasses import replace
 
 from ..case.value import Case
 from ..model.answer import Answer
-from ..model.packet import parse
+from ..model.device import ASSUMED, Device
+from ..model.packet import Reading, parse, readings
 from ..targets import ModelTarget
 from .conformance import malformed_accepted, stream_gap, valid_rejected
 from .context import _Context
 from .determinism import determinism
 from .differential import differential
 from .fidelity import data_len, header_bytes, header_size, max_data_size, slice_overlap, stream_order
-from .finding import ORACLES, Finding
+from .finding import ORACLES, SEVERITY_ORDER, Finding
 from .interop import linux_rejected, linux_slices
-from .safety import direction, no_crash, no_hang, slice_in_chain, slice_in_memory, slice_in_region
+from .safety import direction, no_crash, no_hang, read_writable, slice_in_chain, slice_in_memory, slice_in_region
 
 # Reports list the oracles in the registry's order: family by family, but for conformance.stream-gap,
 # which follows fidelity.stream-order, the other half of the same stream scan. No import order of the
 # family modules registers them so, hence this one reordering at import (an oracle left out of
 # _ORDER keeps its place ahead of those in it).
-_ORDER = (no_crash, no_hang, slice_in_memory, slice_in_region, slice_in_chain, direction,
+_ORDER = (no_crash, no_hang, slice_in_memory, slice_in_region, slice_in_chain, direction, read_writable,
           header_size, header_bytes, data_len, max_data_size, slice_overlap, stream_order, stream_gap,
           linux_rejected, linux_slices, valid_rejected, malformed_accepted, differential, determinism)
 ORACLES.update({func.oracle.name: ORACLES.pop(func.oracle.name) for func in _ORDER})
 
 # Oracles that read an accepted answer; those that read a rejected one.
-_ON_ACCEPT = (slice_in_memory, slice_in_region, slice_in_chain, direction, header_size, header_bytes,
+_ON_ACCEPT = (slice_in_memory, slice_in_region, slice_in_chain, direction, read_writable, header_size, header_bytes,
               data_len, max_data_size, slice_overlap, stream_order, stream_gap, linux_slices, malformed_accepted)
 _ON_REJECT = (linux_rejected, valid_rejected)
 
 
 def check(case: Case, answer: Answer, *, model: Answer | None = None, repeat: Answer | None = None,
-          profile: str = "spec", strict: bool = False) -> list[Finding]:
+          profile: str = "spec", strict: bool = False, device: Device = ASSUMED) -> list[Finding]:
     """Every oracle on one answer. `model`: the model's answer (differential);
-    `repeat`: a second answer to the same case (determinism)."""
+    `repeat`: a second answer to the same case (determinism); `device`: what the target's
+    device offers. When its offer allows other answers than the model's (packet.readings),
+    the answer is judged against each and the reading that explains it best is kept: a
+    finding stands only when no answer the device may legally give explains the target's."""
+    if device.features is None or model is None or answer.unsupported:
+        return _check(case, answer, model, repeat, profile, strict, device, None)
+    alternatives = readings(case, profile, device)
+    if len(alternatives) == 1:
+        return _check(case, answer, model, repeat, profile, strict, device, None)
+    judged = [_check(case, answer, r.answer if i else model, repeat, profile, strict, device, r)
+              for i, r in enumerate(alternatives)]
+    return min(judged, key=_weight)
+
+
+def _weight(findings: list[Finding]) -> tuple[int, int]:
+    return max((SEVERITY_ORDER[f.severity] for f in findings), default=-1), len(findings)
+
+
+def _check(case: Case, answer: Answer, model: Answer | None, repeat: Answer | None, profile: str,
+           strict: bool, device: Device, reading: Reading | None) -> list[Finding]:
     out: list[Finding] = []
-    ctx = _Context(case, answer, out, profile, model)
+    if answer.unsupported:
+        return out  # the adapter's limit, not the device's verdict (target-protocol.md)
+    ctx = _Context(case, answer, out, profile, model, device, reading)
     if answer.faulted:
         ctx.run(no_crash)
         ctx.run(no_hang)
@@ -65,7 +87,7 @@ def check(case: Case, answer: Answer, *, model: Answer | None = None, repeat: An
             ctx.run(differential, strict)
     if repeat is not None:
         if repeat.faulted and not answer.faulted:
-            rctx = _Context(case, repeat, out, profile, model)
+            rctx = _Context(case, repeat, out, profile, model, device, reading)
             rctx.run(no_crash)
             rctx.run(no_hang)
         ctx.run(determinism, repeat)
@@ -80,16 +102,24 @@ def target_spec(target) -> str:
 
 def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
              determinism: bool = True) -> tuple[Answer, list[Finding]]:
-    """Run the target (twice when `determinism`, but for the reference) and the model on `case`, then `check`."""
+    """Run the target (twice when `determinism`, but for the reference) and the model on `case`, then `check`.
+
+    The case is first fitted to the target's device (Device.fit: its fixed max_data_size,
+    only memory its adapter maps); findings carry the case as sent. An `Unsupported` answer
+    is judged by no oracle."""
+    device = getattr(target, "device", ASSUMED)
+    case = device.fit(case)
     answer = target.parse(case)
+    if answer.unsupported:
+        return answer, []
     # The reference model keeps no state between cases (packet.parse is a pure function of the
     # case; tests hold it to that): asking it twice cannot differ. Any other target is asked twice.
     model_target = isinstance(target, ModelTarget)
     repeat = target.parse(case) if determinism and not model_target and not answer.faulted else None
     # The reference target under the same profile is the model: its answer is the model's
     # (parse is pure), which saves a third of the fuzz loop's parsing.
-    model = answer if model_target and target.profile == profile else parse(case, profile)
-    findings = check(case, answer, model=model, repeat=repeat, profile=profile, strict=strict)
+    model = answer if model_target and target.profile == profile else parse(case, profile, device)
+    findings = check(case, answer, model=model, repeat=repeat, profile=profile, strict=strict, device=device)
     if findings:
         spec = target_spec(target)
         findings = [replace(f, target=spec) for f in findings]
