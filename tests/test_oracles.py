@@ -67,6 +67,18 @@ def _direction_keep():
     return case, model(case)
 
 
+def _read_writable():
+    # tx: the data buffer is device-writable; the model rejects, a sloppy device reads it as payload.
+    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_WRITE)), header=Header(len=10)))
+    bad = Answer(True, Header(len=10), ((0x2000, HEADER_SIZE),), ((0x2030, 10),))
+    return case, bad, None
+
+
+def _read_writable_keep():
+    case = assemble(linux_tx("5.x", 10))
+    return case, model(case)
+
+
 def _max_data_size():
     case = assemble(replace(linux_tx("5.x", 100), max_data_size=64))
     assert not model(case).ok
@@ -137,6 +149,7 @@ CASES = {
     "safety.slice-in-region": _slice_in_region,
     "safety.slice-in-chain": lambda: (tx(), with_(model(tx()), data_slices=((0x9000, 10),)), model(tx())),
     "safety.direction": lambda: _direction()[:2] + (None,),
+    "safety.read-writable": _read_writable,
     "fidelity.header-size": lambda: (tx(), with_(model(tx()), header_slices=((0x2000, 40),)), model(tx())),
     "fidelity.header-bytes": _header_bytes,
     "fidelity.data-len": lambda: (tx(), with_(model(tx()), data_slices=((0x2030, 9),)), model(tx())),
@@ -169,7 +182,8 @@ def test_oracle_fires(name):
 def test_oracle_holds(name):
     case, _, good = CASES[name]()
     if good is None:  # the keeping answer belongs to a sibling case
-        case, good = {"safety.direction": _direction_keep, "fidelity.max-data-size": _max_data_size_keep}[name]()
+        case, good = {"safety.direction": _direction_keep, "safety.read-writable": _read_writable_keep,
+                      "fidelity.max-data-size": _max_data_size_keep}[name]()
     assert name not in fired(case, good)
 
 
@@ -196,11 +210,16 @@ def test_valid_rejected_holds_on_a_rejected_linux_layout():
     assert "interop.linux-rejected" in got and "conformance.valid-rejected" not in got
 
 
-def test_direction_fires_on_tx_reading_writable_buffers():
-    case = assemble(Layout("tx", (Buf(HEADER_SIZE), Buf(10, F_WRITE)), header=Header(len=10)))
+def test_reading_a_writable_tx_buffer_is_an_error_writing_a_readable_rx_one_critical():
+    """2.7.4.1: the device MUST NOT write a device-readable buffer, SHOULD NOT read a device-writable one."""
+    case, bad, _ = _read_writable()
     assert not model(case).ok
-    bad = Answer(True, Header(len=10), ((0x2000, HEADER_SIZE),), ((0x2030, 10),))
-    assert "safety.direction" in fired(case, bad)
+    found = {f.oracle: f.severity for f in check(case, bad)}
+    assert found.get("safety.read-writable") == "error" and "safety.direction" not in found
+    case, bad, _ = _direction()
+    found = {f.oracle: f.severity for f in check(case, bad)}
+    assert found.get("safety.direction") == "critical" and "safety.read-writable" not in found
+    assert ORACLES["safety.direction"].word == "MUST NOT" and ORACLES["safety.read-writable"].word == "SHOULD NOT"
 
 
 def test_region_end_exactly_holds_and_one_past_fires():

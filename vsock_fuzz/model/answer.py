@@ -29,7 +29,7 @@ ERROR_CLASS = {
     # rust-vmm virtio-queue set-up and pop (Queue::try_set_*, QueueOwnedT::iter, AvailIter)
     "InvalidSize": "queue", "InvalidDescTableAlign": "queue", "InvalidAvailRingAlign": "queue",
     "InvalidUsedRingAlign": "queue", "QueueNotReady": "queue", "InvalidAvailRingIndex": "queue",
-    "NoAvailableChain": "queue",
+    "NoAvailableChain": "queue", "InvalidQueue": "queue",
     # rust-vmm virtio-vsock
     "DescriptorChainTooShort": "chain", "DescriptorLengthTooSmall": "length", "DescriptorLengthTooLong": "length",
     "FragmentedMemory": "memory", "InvalidHeaderInputSize": "length", "InvalidHeaderLen": "length",

@@ -3,6 +3,13 @@
 An oracle's name is `<family>.<what>`; the family fixes where it is listed
 (FAMILIES) and its default severity is one of SEVERITY_ORDER's, from
 `warning` up to `critical`.
+
+Severities follow the spec's words (`word`, the rule's MUST / MUST NOT /
+SHOULD NOT, or "-" where the rule is no sentence of the spec but a real bug
+class or a driver's layout): a rule whose breach lets a guest touch host
+memory or crash or hang the device is critical; any other MUST broken is an
+error; a SHOULD is a warning or an error, with the reason in the oracle's
+docstring. The few warnings that stand for a MUST say why beside the oracle.
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class Finding:
 
 # --- oracle registry ------------------------------------------------------------
 
+WORDS = ("MUST", "MUST NOT", "SHOULD NOT", "-")
+
+
 @dataclass(frozen=True)
 class Oracle:
     name: str
@@ -62,15 +72,17 @@ class Oracle:
     severity: str
     rule: str
     func: object
+    word: str = "-"
 
 
 ORACLES: dict[str, Oracle] = {}
 
 
-def oracle(name: str, severity: str, rule: str):
+def oracle(name: str, severity: str, rule: str, word: str = "-"):
     """Register an oracle: `func(ctx)` calls `ctx.emit(message, signature)` for each violation."""
+    assert word in WORDS, word
     def register(func):
-        ORACLES[name] = Oracle(name, name.split(".", 1)[0], severity, rule, func)
+        ORACLES[name] = Oracle(name, name.split(".", 1)[0], severity, rule, func, word)
         func.oracle = ORACLES[name]
         return func
     return register

@@ -1,11 +1,17 @@
-"""Safety oracles (critical): what a device must never do whatever the guest wrote.
+"""Safety oracles: what a device must never do whatever the guest wrote.
 
   safety.crash            no input crashes the device (virtio-queue #173: queue size 0)
   safety.hang             2.7.13.1: a chain is finite; a device bounds its walk
   safety.slice-in-memory  every slice lies in guest memory (Firecracker CVE-2019-18960)
   safety.slice-in-region  a slice is one host mapping, inside one region (CVE-2019-18960)
   safety.slice-in-chain   2.7.4/2.7.5: a device touches only the buffers the chain gives it
-  safety.direction        2.7.4.1: never write a device-readable buffer; tx reads only readable ones
+  safety.direction        2.7.4.1: the device MUST NOT write to a device-readable buffer
+  safety.read-writable    2.7.4.1: the device SHOULD NOT read a device-writable buffer
+
+All are critical (a guest reaching host memory, or stopping the device) but
+read-writable, an error: the device reads only memory the driver handed it,
+so no host memory is reached; what it takes as payload is a buffer the driver
+gave it to fill, and the spec's word is SHOULD NOT.
 """
 
 from __future__ import annotations
@@ -56,15 +62,29 @@ def slice_in_chain(ctx: _Context) -> None:
                  f"{'read' if ctx.tx else 'write'} guest memory the driver did not hand it", field)
 
 
-@oracle("safety.direction", "critical",
-        "2.7.4.1: the device MUST NOT write to a device-readable buffer; tx reads only device-readable ones")
+@oracle("safety.direction", "critical", "2.7.4.1: the device MUST NOT write to a device-readable buffer",
+        "MUST NOT")
 def direction(ctx: _Context) -> None:
+    if not ctx.tx:
+        for field, i, a, n in _wrong_direction(ctx):
+            ctx.emit(f"{field}[{i}] = {_span(a, n)} on the rx queue writes device-readable memory: a buffer "
+                     f"the guest may still be reading from (2.7.4.1)", field)
+
+
+@oracle("safety.read-writable", "error", "2.7.4.1: the device SHOULD NOT read a device-writable buffer",
+        "SHOULD NOT")
+def read_writable(ctx: _Context) -> None:
+    if ctx.tx:
+        for field, i, a, n in _wrong_direction(ctx):
+            ctx.emit(f"{field}[{i}] = {_span(a, n)} on the tx queue reads a device-writable buffer as packet "
+                     f"data: the guest expects the device to fill it", field)
+
+
+def _wrong_direction(ctx: _Context) -> list:
+    """The slices inside the chain but in a buffer of the other direction than the queue's."""
     chain, want = ctx.chain, not ctx.tx
     if chain.writable == want:
-        return  # every buffer has the queue's direction: a slice inside the chain is inside one of them
+        return []  # every buffer has the queue's direction: a slice inside the chain is inside one of them
     inside = [p for p in ctx.placed if p not in ctx.outside_chain]
-    for field, i, a, n in chain.outside(inside, want):
-        what = ("writes device-readable memory: a buffer the guest may still be reading from (2.7.4.1)"
-                if want else "reads a device-writable buffer as packet data: the guest expects the device to fill it")
-        ctx.emit(f"{field}[{i}] = {_span(a, n)} on the {ctx.case.queue} queue {what}", field)
+    return chain.outside(inside, want)
 

@@ -30,7 +30,7 @@ ORACLE = {
     "loop_hang": "safety.hang",
     "queue_zero": "safety.crash",
     "rx_readable": "safety.direction",
-    "tx_writable": "safety.direction",
+    "tx_writable": "safety.read-writable",
     "max_len": "fidelity.max-data-size",
     "short_data": "fidelity.data-len",
     "header_swap": "fidelity.header-bytes",
