@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vsock_fuzz.engines.campaign import Campaign, Options, uninstrumented  # noqa: E402
+from vsock_fuzz.engines.campaign import Campaign, Options  # noqa: E402
+from vsock_fuzz.engines.percase import uninstrumented  # noqa: E402
 
 HARNESSES = ("tx", "rx", "chain", "target")
 SECTIONS = ("harnesses", "per-case", "campaign", "first")
@@ -83,7 +84,7 @@ def rate(fn, inputs, seconds: float) -> float:
 
 def section_per_case(args, work: Path, grown: dict) -> None:
     from vsock_fuzz.case.binary import decode
-    from vsock_fuzz.engines.campaign import case_checker
+    from vsock_fuzz.engines.percase import case_checker
     from vsock_fuzz.oracles import evaluate
     from vsock_fuzz.targets import open_target
     d = grown.get("target") or ROOT / "corpus" / "target"
@@ -117,8 +118,8 @@ def section_campaign(args, work: Path) -> None:
         out = work / f"campaign-{engine}"
         shutil.rmtree(out, ignore_errors=True)
         c = run_campaign(Options("reference", max_time=args.seconds, engine=engine, out=str(out), seed=1, minimize_time=0))
-        print(f"  {engine:<11} {c.total_execs() / max(c.elapsed, 1e-9):>9,.0f} exec/s  "
-              f"cov {max(w.cov for w in c.workers)}  corp {max(w.corp for w in c.workers)}", flush=True)
+        print(f"  {engine:<11} {c.pool.total_execs() / max(c.elapsed, 1e-9):>9,.0f} exec/s  "
+              f"cov {c.pool.cov()}  corp {c.pool.corp()}", flush=True)
 
 
 def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path, seed: int) -> float | None:

@@ -8,10 +8,10 @@ import sys
 
 import atheris
 
-from vsock_fuzz.engines.campaign import uninstrumented  # stdlib only: the package stays to instrument
+from vsock_fuzz.engines.percase import uninstrumented  # stdlib only: the package stays to instrument
 
 with atheris.instrument_imports(include=["vsock_fuzz"], exclude=uninstrumented()):
-    from vsock_fuzz.engines.campaign import chain_one_input
+    from vsock_fuzz.engines.percase import chain_one_input
     TestOneInput = chain_one_input()
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ import sys
 
 import atheris
 
-from vsock_fuzz.engines.campaign import uninstrumented  # stdlib only: the package stays to instrument
+from vsock_fuzz.engines.percase import uninstrumented  # stdlib only: the package stays to instrument
 
 with atheris.instrument_imports(include=["vsock_fuzz"], exclude=uninstrumented()):
-    from vsock_fuzz.engines.campaign import one_input
+    from vsock_fuzz.engines.percase import one_input
     TestOneInput = one_input("reference", queue="rx")
 
 if __name__ == "__main__":

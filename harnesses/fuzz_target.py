@@ -16,10 +16,10 @@ for arg in [a for a in sys.argv[1:] if a.startswith("--target=")]:
     target = arg.split("=", 1)[1]
     sys.argv.remove(arg)
 
-from vsock_fuzz.engines.campaign import instrumented, uninstrumented  # noqa: E402  (stdlib only)
+from vsock_fuzz.engines.percase import instrumented, uninstrumented  # noqa: E402  (stdlib only)
 
 with atheris.instrument_imports(include=instrumented(target), exclude=uninstrumented()):
-    from vsock_fuzz.engines.campaign import one_input
+    from vsock_fuzz.engines.percase import one_input
     TestOneInput = one_input(target, profile=os.environ.get("VSOCK_FUZZ_PROFILE", "spec"),
                              fail_on=os.environ.get("VSOCK_FUZZ_FAIL_ON", "error"))
 

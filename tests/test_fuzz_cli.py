@@ -58,7 +58,7 @@ def workers_alive(out: Path) -> list[int]:
                 cmd = (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"vsock_fuzz.engines.campaign" in cmd and str(out).encode() in cmd:
+            if b"vsock_fuzz.engines.worker" in cmd and str(out).encode() in cmd:
                 pids.append(int(d.name))
     return pids
 
@@ -221,7 +221,7 @@ def test_findings_below_fail_on_are_kept_up_to_a_cap_and_all_counted(tmp_path):
     from dataclasses import replace
 
     from vsock_fuzz.case.binary import decode, encode_layout
-    from vsock_fuzz.engines.campaign import KEEP_BELOW, Recorder
+    from vsock_fuzz.engines.worker import KEEP_BELOW, Recorder
     from vsock_fuzz.case.layout import linux_tx
     from vsock_fuzz.oracles import Finding
     case = decode(encode_layout(linux_tx("6.2", 8)))
@@ -241,7 +241,7 @@ def test_findings_below_fail_on_are_kept_up_to_a_cap_and_all_counted(tmp_path):
 
 
 def test_minimized_note_compares_binary_forms_and_owns_up_when_it_grew():
-    from vsock_fuzz.engines.campaign import minimized_note
+    from vsock_fuzz.engines.summary import minimized_note
     assert minimized_note(300, 120) == " (minimized: binary form 300 -> 120 bytes)"
     grew = minimized_note(120, 130)
     assert "-> 130" not in grew and "binary form is 130 bytes, was 120" in grew

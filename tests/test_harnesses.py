@@ -11,7 +11,7 @@ import pytest
 
 from vsock_fuzz.case.binary import decode, encode_layout
 from vsock_fuzz.case.corpus import read_case
-from vsock_fuzz.engines.campaign import FindingError, chain_one_input, force_queue, one_input
+from vsock_fuzz.engines.percase import FindingError, chain_one_input, force_queue, one_input
 from vsock_fuzz.case.layout import linux_rx, linux_tx
 from vsock_fuzz.oracles import evaluate
 from vsock_fuzz.targets import open_target

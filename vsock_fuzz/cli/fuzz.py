@@ -62,7 +62,7 @@ def _report(rep: dict, camp, code: int, args) -> None:
     import json
     from . import report
     report.describe_target(rep, args.target, **target_options(args))
-    for d in sorted(camp.findings.values(), key=lambda d: (-camp.rank(d), d.first)):
+    for d in sorted(camp.findings.values(), key=lambda d: (-camp.findings.rank(d), d.first)):
         stem = d.minimized or d.stem
         try:
             with open(stem + ".finding.json") as f:
@@ -74,8 +74,7 @@ def _report(rep: dict, camp, code: int, args) -> None:
             obj, path=stem and stem + ".bin", count=max(d.hits, 1),
             command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}" if stem
             else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
-    n, t = camp.total_execs(), camp.elapsed
+    n, t = camp.pool.total_execs(), camp.elapsed
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
-             "coverage": max((w.cov for w in camp.workers), default=0),
-             "corpus": max((w.corp for w in camp.workers), default=0), "distinct_findings": len(camp.findings)}
-    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.fatal), args)
+             "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings)}
+    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.pool.fatal), args)

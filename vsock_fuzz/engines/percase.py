@@ -1,0 +1,125 @@
+"""The per-case path (bytes -> case -> target -> every oracle) and the harnesses' entry points.
+
+A campaign worker and the standalone harnesses in `harnesses/` share case_checker. The
+harnesses use `one_input(...)` in raising mode: a finding becomes an exception naming the
+oracle, so libFuzzer writes crash-<sha1>. A campaign worker records findings instead
+(engines.worker says why).
+
+Only the standard library at the top: a harness and a worker import this module before
+atheris starts instrumenting, and everything of ours imported with it would escape coverage.
+"""
+
+from __future__ import annotations
+
+import os
+
+QUEUE_BYTE_RX = 1  # binary.RX: bit 0 of byte 1 selects the rx queue
+
+
+class FindingError(Exception):
+    """Raised by a harness on a finding; the message starts with the oracle's name."""
+
+
+def force_queue(data: bytes, queue: str | None) -> bytes:
+    """`data` with its queue bit set to `queue` (None: as it is), so a harness about one queue
+    keeps every mutation on that queue and the decoder lays the chain out for it."""
+    if queue is None:
+        return data
+    if len(data) < 2:
+        data = data + bytes(2 - len(data))
+    mode = data[1] | QUEUE_BYTE_RX if queue == "rx" else data[1] & ~QUEUE_BYTE_RX
+    return data[:1] + bytes((mode,)) + data[2:]
+
+
+def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: str | None = None):
+    """The per-case path: bytes -> (case, findings) with the target and every oracle."""
+    from ..case.binary import decode
+    from ..oracles import evaluate
+
+    def check(data: bytes):
+        case = decode(force_queue(data, queue))
+        return case, evaluate(target, case, profile=profile, strict=strict)[1]
+    return check
+
+
+def raise_on(findings, fail_on: str = "error") -> None:
+    """Raise FindingError for the worst finding at or above `fail_on` (harness mode)."""
+    from ..oracles import SEVERITY_ORDER
+    bar = SEVERITY_ORDER[fail_on]
+    hit = [f for f in findings if SEVERITY_ORDER[f.severity] >= bar]
+    if hit:
+        f = max(hit, key=lambda f: SEVERITY_ORDER[f.severity])
+        raise FindingError(f"{f.oracle} ({f.severity}, {f.rule}): {f.message}")
+
+
+def instrumented(target: str) -> list[str]:
+    """Packages to instrument for coverage: ours and a `py:` target's."""
+    if target.startswith("py:"):
+        return ["vsock_fuzz", target.split(":")[1].split(".")[0]]
+    return ["vsock_fuzz"]
+
+
+# Coverage comes from the code that decides about a case: the model's parse and chain walk,
+# the oracles, a py: target. Left out: the decoder (instrumenting it cost a third of the
+# exec/s, and atheris found most zoo bugs sooner without it), guest memory's address
+# lookups, and plumbing that makes no decision about the input. Leaving memory and plumbing
+# out gave 1.25x the exec/s and first findings as soon or sooner (benchmarks/bench_fuzz.py).
+UNINSTRUMENTED = ("vsock_fuzz.case", "vsock_fuzz.case.value", "vsock_fuzz.case.binary", "vsock_fuzz.case.layout",
+                  "vsock_fuzz.case.wire", "vsock_fuzz.model.memory", "vsock_fuzz.model.answer",
+                  "vsock_fuzz.targets", "vsock_fuzz.targets.base", "vsock_fuzz.targets.command", "vsock_fuzz.targets.frames",
+                  "vsock_fuzz.targets.process", "vsock_fuzz.targets.spec", "vsock_fuzz.targets.transport",
+                  "vsock_fuzz.engines", "vsock_fuzz.engines.campaign", "vsock_fuzz.engines.percase",
+                  "vsock_fuzz.engines.worker", "vsock_fuzz.engines.pool", "vsock_fuzz.engines.findings",
+                  "vsock_fuzz.engines.summary")
+
+
+def uninstrumented() -> list[str]:
+    """Modules left out of coverage: UNINSTRUMENTED, or VSOCK_FUZZ_UNINSTRUMENTED (comma-separated,
+    empty: instrument everything) to measure the trade-off."""
+    env = os.environ.get("VSOCK_FUZZ_UNINSTRUMENTED")
+    return list(UNINSTRUMENTED) if env is None else [m for m in env.split(",") if m]
+
+
+def one_input(target: str = "reference", *, queue: str | None = None, profile: str = "spec",
+              strict: bool = False, fail_on: str = "error"):
+    """An OSS-Fuzz style TestOneInput: decode, run the target and every oracle, raise on a finding."""
+    from ..targets.command import open_target
+    check = case_checker(open_target(target), profile=profile, strict=strict, queue=queue)
+
+    def TestOneInput(data: bytes) -> None:
+        raise_on(check(data)[1], fail_on)
+    return TestOneInput
+
+
+def chain_one_input():
+    """TestOneInput for the chain walk alone: it ends, only with a ChainError, after bounded work."""
+    from ..case.binary import decode
+    from ..model.chain import MAX_INDIRECT_ENTRIES, SPEC_MAX_CHAIN_BYTES, ChainError, check_queue, walk
+    from ..model.memory import GuestMemory
+
+    def TestOneInput(data: bytes) -> None:
+        case = decode(data)
+        mem = GuestMemory(case.regions, case.writes)
+        ring = case.ring
+        try:
+            check_queue(mem, ring)
+            descs = list(walk(mem, ring.desc_table, ring.size, ring.head))
+        except ChainError:
+            return
+        # 2.7.13.1 / virtio-queue 0.6.1: a walk is bounded by the queue size
+        # (plus one indirect table); a longer one means the loop bound failed.
+        if len(descs) > ring.size + MAX_INDIRECT_ENTRIES:
+            raise FindingError(f"chain.bounded-walk: {len(descs)} descriptors from a queue of {ring.size}")
+        # 2.7.13.1: a chain holds at most 2^32 bytes.
+        if sum(d.len for d in descs) > SPEC_MAX_CHAIN_BYTES:
+            raise FindingError("chain.max-bytes: the walk accepted a chain over 2^32 bytes")
+    return TestOneInput
+
+
+def hypothesis_one_input(on_case, queue: str | None = None):
+    """bytes -> on_case(case) through a Hypothesis test's fuzz_one_input (structure-aware)."""
+    from hypothesis import HealthCheck, given, settings
+    from .strategies import cases
+    test = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))(
+        given(cases(queue))(on_case))
+    return test.hypothesis.fuzz_one_input

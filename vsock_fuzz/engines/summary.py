@@ -1,0 +1,121 @@
+"""What a campaign prints: libFuzzer-like status lines while it runs, the summary at the end.
+
+Lines are returned, not printed: the campaign owns the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from .campaign import Campaign
+    from .findings import Findings
+    from .pool import Pool
+
+SUMMARY_MAX = 10  # distinct findings listed per oracle
+
+
+def status_line(event: str, pool: Pool, findings: Findings, start: float) -> str:
+    """`#N event cov: corp: exec/s: findings: crit/err/warn rss:`, libFuzzer's shape."""
+    n = pool.total_execs()
+    t = max(time.monotonic() - start, 1e-9)
+    c = findings.by_severity()
+    return (f"#{n}\t{event} cov: {pool.cov()} corp: {pool.corp()} exec/s: {int(n / t)} "
+            f"findings: {c['critical']}/{c['error']}/{c['warning']} rss: {rss_mb(pool)}Mb")
+
+
+def summary(c: Campaign) -> Iterator[str]:
+    """The closing summary: figures, findings grouped by oracle with their reproducers, the verdict."""
+    o, pool, findings = c.o, c.pool, c.findings
+    n = pool.total_execs()
+    t = c.elapsed or 1e-9
+    sev = findings.by_severity()
+    yield ""
+    yield (f"== vsock-fuzz summary: target {o.target}, {n} cases in {t:.1f}s ({int(n / t)} exec/s; "
+           + ", ".join(f"{e} {k}" for e, k in execs_by_engine(pool).items()) + f"), stopped: {c.stop_reason}")
+    yield f"   coverage {pool.cov()}, corpus {pool.corp()}, findings in {o.out}/"
+    if not findings:
+        yield "   no findings"
+    else:
+        yield (f"   {len(findings)} distinct finding(s): {sev['critical']} critical, {sev['error']} error, "
+               f"{sev['warning']} warning (--fail-on {o.fail_on})")
+    for oracle, ds in findings.by_oracle(hits(pool)):
+        yield from _oracle_group(c, oracle, ds)
+    for e in pool.errors:
+        yield f"\nharness error: {e}"
+    if pool.fatal:
+        yield f"\nerror: {pool.fatal}"
+    code = c.status()
+    why = {0: f"nothing at or above --fail-on {o.fail_on}",
+           1: f"{findings.failing()} distinct finding(s) at or above --fail-on {o.fail_on}",
+           2: "the target or the harness failed", 130: "interrupted"}[code]
+    yield f"\nexit status {code}: {why}"
+    if not findings and o.target.startswith("reference"):
+        yield ("the model keeps every rule; see a bug caught: "
+               "vsock-fuzz fuzz --target py:vsock_fuzz.zoo.region_end:parse --max-time 20")
+    yield ""
+
+
+def _oracle_group(c: Campaign, oracle: str, ds: list) -> Iterator[str]:
+    """One oracle's findings: all of them at or above --fail-on (up to SUMMARY_MAX), else a sample."""
+    o = c.o
+    yield f"\n{oracle} ({ds[0].severity}, {ds[0].rule}): {len(ds)} distinct, {sum(d.hits for d in ds)} hit(s)"
+    shown = (ds if c.findings.fails(ds[0]) else [d for d in ds if d.stem][:2])[:SUMMARY_MAX]
+    for d in shown:
+        rep = d.minimized or d.stem
+        size = minimized_note(*d.sizes) if d.minimized else \
+            " (not minimized: interrupted)" if c.interrupted else \
+            "" if o.minimize_time == 0 else " (not minimized)"
+        yield f"  - {_one_line(d.message)}"
+        yield f"    first after {d.first:.1f}s [{d.engine}]; reproducer {rep}.bin{size}"
+        yield f"    reproduce: vsock-fuzz replay --target {shlex.quote(o.target)} {rep}.bin"
+    if len(ds) > len(shown):
+        kept = sum(1 for d in ds if d.stem) - len(shown)
+        yield f"  ... and {len(ds) - len(shown)} more, {kept} of them in {o.out}/{oracle}-*.finding.json"
+
+
+def rss_mb(pool: Pool) -> int:
+    """The parent's and live workers' resident memory, in MiB."""
+    pages = 0
+    for pid in [os.getpid()] + [w.proc.pid for w in pool.workers if w.proc.poll() is None]:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                pages += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return pages * os.sysconf("SC_PAGE_SIZE") >> 20
+
+
+def execs_by_engine(pool: Pool) -> dict[str, int]:
+    per: dict[str, int] = {}
+    for w in pool.workers:
+        per[w.engine] = per.get(w.engine, 0) + w.execs
+    return per
+
+
+def hits(pool: Pool) -> dict[str, int]:
+    """Hits per finding key over every worker."""
+    hits: dict[str, int] = {}
+    for w in pool.workers:
+        for k, v in w.hits.items():
+            hits[k] = hits.get(k, 0) + v
+    return hits
+
+
+def minimized_note(before: int, after: int) -> str:
+    """The summary's note on a minimized reproducer, from the binary form's sizes before and after.
+
+    The shrinker makes a case simpler (fewer writes and regions, shorter descriptors,
+    zeroed bytes), which does not always make its binary form shorter: say so then."""
+    if after < before:
+        return f" (minimized: binary form {before} -> {after} bytes)"
+    return f" (minimized: a simpler case, though its binary form is {after} bytes, was {before})"
+
+
+def _one_line(text: str, width: int = 300) -> str:
+    """A message on one line; a long one keeps its head and its tail (where a traceback ends)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width // 2] + " ... " + text[-(width // 2):]

@@ -1,0 +1,208 @@
+"""A campaign's worker process: one engine under libFuzzer, findings recorded as they come.
+
+    python -m vsock_fuzz.engines.worker CONFIG   # CONFIG: the JSON the campaign's pool writes
+
+Each worker runs libFuzzer through atheris, the only coverage source for Python 3.11 code
+fast enough to guide mutation; the model, the oracles and a `py:` target's package are
+instrumented, the decoder, memory and plumbing are not (percase.UNINSTRUMENTED). Its
+TestOneInput *records* a finding instead of raising: libFuzzer would stop at the first
+crash, and `-fork`/`-ignore_crashes` would restart a process per finding and lose our
+counts. Each new finding is written to the output directory the moment it is seen
+(corpus.write_finding: three files, atomic), so nothing is lost when a worker or the
+parent is killed.
+
+Findings are de-duplicated by `Finding.key()` (per target) across workers and across
+campaigns sharing one directory by claiming `DIR/.keys/<sha1 of target and key>` with an
+atomic exclusive link; the claim holds the finding's file stem.
+
+The worker reports to the parent through a pipe of JSON lines (exec counts, findings); a
+worker whose parent is gone gets EPIPE on that pipe and exits.
+
+Engine `atheris` mutates the binary case form (`binary.decode` is total). Engine
+`hypothesis` is the same worker whose TestOneInput is a Hypothesis test's
+`fuzz_one_input`: libFuzzer mutates the choice sequence the strategies draw from
+(structure-aware).
+
+Only the standard library and engines.percase (itself stdlib only) at the top: anything
+of ours imported before instrument_imports would not be instrumented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+
+from .percase import case_checker, hypothesis_one_input, instrumented, uninstrumented
+
+STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one whose writer died
+KEEP_BELOW = 20  # distinct findings kept on disk per oracle and worker below --fail-on
+
+
+def claim(out_dir: str, key: str, stem: str) -> str | None:
+    """Claim finding `key` for `stem` in `out_dir`; None if ours, else the stem that holds it.
+
+    An exclusive hard link of a complete temporary file: atomic across processes, and a
+    claim is never seen half-written. A claim whose finding never appeared (its writer was
+    killed in between) is taken over once stale, so a finding is never lost to it."""
+    keys = os.path.join(out_dir, ".keys")
+    os.makedirs(keys, exist_ok=True)
+    path = os.path.join(keys, hashlib.sha1(key.encode()).hexdigest())
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(stem)
+    try:
+        os.link(tmp, path)
+        return None
+    except FileExistsError:
+        with open(path) as f:
+            held = f.read()
+        if not os.path.exists(held + ".finding.json") and time.time() - os.stat(path).st_mtime > STALE_CLAIM:
+            os.replace(tmp, path)
+            return None
+        return held
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Recorder:
+    """A worker's findings: each key written once (by whichever worker claims it), every hit counted.
+
+    Findings below `fail_on` are kept up to KEEP_BELOW per oracle (a lenient device answers
+    thousands of distinct conformance warnings); past that they are counted, not written."""
+
+    def __init__(self, out_dir: str, send, fail_on: str = "warning"):
+        from ..oracles import SEVERITY_ORDER
+        self.out_dir = out_dir
+        self.send = send
+        self.hits: dict[str, int] = {}
+        self.rank = SEVERITY_ORDER
+        self.bar = SEVERITY_ORDER[fail_on]
+        self.kept_below: dict[str, int] = {}
+        self.busy = False      # between a claim and its finding on disk
+        self.on_done = None    # a stop signal that arrived meanwhile
+
+    def record(self, findings) -> None:
+        from ..case.corpus import write_finding
+        for f in findings:
+            key = f.key()
+            if key in self.hits:
+                self.hits[key] += 1
+                continue
+            self.hits[key] = 1
+            if self.rank[f.severity] < self.bar:
+                n = self.kept_below[f.oracle] = self.kept_below.get(f.oracle, 0) + 1
+                if n > KEEP_BELOW:
+                    self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
+                                           "message": f.message, "rule": f.rule, "stem": None, "new": False}})
+                    continue
+            stem = os.path.join(self.out_dir, f.file_stem())
+            self.busy = True
+            try:
+                # Claimed per target: another target's finding with the same key is not this one.
+                held = claim(self.out_dir, f"{f.target}\n{key}", stem)
+                if held is None:
+                    write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
+                self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
+                                       "message": f.message, "rule": f.rule, "stem": held or stem, "new": held is None}})
+            finally:
+                self.busy = False
+            if self.on_done:
+                self.on_done()
+
+
+def worker(cfg: dict) -> None:
+    """Run one engine under libFuzzer until the parent stops it or the flags end it."""
+    import atheris
+    stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}}
+
+    def send(msg: dict) -> None:
+        try:
+            stats.write(json.dumps(msg) + "\n")
+        except (BrokenPipeError, OSError):  # the parent is gone
+            finish(0)
+
+    def finish(code: int, *_):
+        if state["target"] is not None:
+            state["target"].close()
+        try:
+            stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"]}) + "\n")
+            stats.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+        os._exit(code)
+
+    with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
+        from ..targets.command import TargetError, open_target
+        try:
+            # die_with_parent: a worker killed after its grace period takes a hung target with it.
+            target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], die_with_parent=True,
+                                                   **cfg["target_options"])
+        except TargetError as e:
+            send({"fatal": str(e)})
+            os._exit(2)
+        check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
+        from ..oracles import evaluate
+    # Only now: anything of ours imported before the block above would not be instrumented.
+    rec = Recorder(cfg["out"], send, cfg["fail_on"])
+    state["hits"] = rec.hits
+
+    def on_signal(*_):
+        if rec.busy:  # finish writing the finding first: no claim without its files
+            rec.on_done = lambda: finish(0)
+        else:
+            finish(0)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def tick(findings) -> None:
+        state["execs"] += 1
+        if findings:
+            rec.record(findings)
+        if state["execs"] & 127 == 0:
+            now = time.monotonic()
+            if now - state["last"] >= 0.25:
+                state["last"] = now
+                send({"execs": state["execs"], "hits": rec.hits})
+
+    def guarded(run):
+        def TestOneInput(data: bytes) -> None:
+            try:
+                tick(run(data))
+            except TargetError as e:  # the target cannot be restarted: the campaign ends
+                send({"fatal": str(e)})
+                finish(2)
+        return TestOneInput
+
+    if cfg["engine"] == "hypothesis":
+        run = _hypothesis_run(lambda case: evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"])[1])
+    else:
+        def run(data: bytes):
+            return check(data)[1]
+    atheris.Setup([sys.argv[0], *cfg["flags"], *cfg["corpus"]], guarded(run))
+    atheris.Fuzz()
+
+
+def _hypothesis_run(evaluate_case):
+    """bytes -> findings through the Hypothesis engine: the test it drives cannot return a value."""
+    found: list = []
+
+    def on_case(case) -> None:
+        found[:] = evaluate_case(case)
+
+    fuzz = hypothesis_one_input(on_case)
+
+    def run(data: bytes):
+        found.clear()
+        fuzz(data)
+        return list(found)
+    return run
+
+
+if __name__ == "__main__":
+    worker(json.loads(sys.argv[1]))
