@@ -16,7 +16,8 @@ from vsock_fuzz.case.value import Region
 from vsock_fuzz.case.wire import Header
 from vsock_fuzz.case.layout import Buf, Layout, assemble, linux_tx
 from vsock_fuzz.model.packet import parse
-from vsock_fuzz.targets.command import STDERR_KEEP, CommandTarget, TargetError, open_target
+from vsock_fuzz.targets import CommandTarget, TargetError, open_target
+from vsock_fuzz.targets.process import STDERR_KEEP
 
 HOSTILE = Path(__file__).parent / "hostile" / "hostile.py"
 GOOD = assemble(linux_tx("6.2", 5))

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-import vsock_fuzz.targets.command as targets
+import vsock_fuzz.targets as targets
 from vsock_fuzz.cli import main
 from vsock_fuzz.cli.options import add_target_options, open_target_from_args
+from vsock_fuzz.targets.frames import MODE as FRAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASE = sorted(glob.glob(os.path.join(ROOT, "corpus", "regressions", "*.bin")))[0]
@@ -63,7 +64,7 @@ def test_replay_over_the_chosen_transport(capsys, opened, transport):
     assert rc == 0, capsys.readouterr()
     assert "1 ok" in capsys.readouterr().out
     # serve picks the fast transport when offered; with --transport v1 it is not offered.
-    assert opened[0].mode == ("v1" if transport == "v1" else targets.FRAMES)
+    assert opened[0].mode == ("v1" if transport == "v1" else FRAMES)
 
 
 @pytest.mark.parametrize("command", ["replay", "minimize", "check"])

@@ -22,7 +22,7 @@ def run(args) -> int:
     from ..engines import check
     from . import report
     from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-    from ..targets.command import TargetError
+    from ..targets import TargetError
 
     rows = check.select(args.row)
     if args.list:

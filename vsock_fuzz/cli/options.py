@@ -10,7 +10,7 @@ def add_target_options(p) -> None:
     the cmd: target limits (--timeout, --start-timeout, --max-restarts, --rlimit-as,
     --rlimit-cpu, --transport). Read them back with target_options(args)."""
     from ..model.packet import PROFILES
-    from ..targets.command import MAX_RESTARTS, START_TIMEOUT
+    from ..targets import MAX_RESTARTS, START_TIMEOUT
     p.add_argument("--target", required=True, metavar="SPEC",
                    help="reference[:PROFILE], py:module:callable or cmd:COMMAND LINE")
     p.add_argument("--profile", choices=PROFILES, default="spec",
@@ -34,7 +34,7 @@ def add_target_options(p) -> None:
 
 def target_options(args) -> dict:
     """open_target's keyword arguments from the options add_target_options added."""
-    from ..targets.command import FAST_MODES
+    from ..targets import FAST_MODES
     return {"timeout": args.timeout, "start_timeout": args.start_timeout, "max_restarts": args.max_restarts,
             "rlimit_as": args.rlimit_as, "rlimit_cpu": args.rlimit_cpu,
             "modes": FAST_MODES if args.transport == "auto" else ()}
@@ -42,7 +42,7 @@ def target_options(args) -> dict:
 
 def open_target_from_args(args, **overrides):
     """The target of --target with the options above; raises TargetError."""
-    from ..targets.command import open_target
+    from ..targets import open_target
     return open_target(args.target, **{**target_options(args), **overrides})
 
 

@@ -10,7 +10,7 @@ Negotiated in `hello`; after the hello answer both directions carry only frames:
       status 0 (rejected): u8 name length | name (ASCII) | detail (UTF-8, the rest)
 
 `n` counts the bytes after itself. Both sides of the codec live here so the
-client (targets.py) and `serve` cannot drift apart.
+client (transport.py) and `serve` cannot drift apart.
 """
 
 from __future__ import annotations

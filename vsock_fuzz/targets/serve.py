@@ -18,7 +18,7 @@ from ..case.binary import RAW, decode
 from ..case.value import Case, CaseError
 from .frames import MODE as FRAMES, encode_answer
 from ..model.packet import parse
-from .command import PROTOCOL
+from .base import PROTOCOL
 
 MODES = (FRAMES,)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

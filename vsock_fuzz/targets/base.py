@@ -1,0 +1,65 @@
+"""What every target shares: TargetError, the protocol's defaults, and the in-process targets."""
+
+from __future__ import annotations
+
+from ..case.value import Case
+from ..model.answer import Answer
+from ..model.packet import PROFILES, parse
+from .frames import MODE as FRAMES
+
+PROTOCOL = 1
+DEFAULT_TIMEOUT = 2.0      # seconds per case
+START_TIMEOUT = 10.0       # seconds for a (re)start and hello
+FAST_MODES = (FRAMES,)     # transports offered in hello (docs/protocol-extensions.md)
+MAX_RESTARTS = 10          # consecutive faults before a campaign gives up on a target
+
+
+class TargetError(Exception):
+    """A target that cannot be used at all (bad spec, will not start, refuses hello)."""
+
+
+class _InProcess:
+    """A target in this process: nothing to restart, nothing to close."""
+
+    def parse_many(self, cases) -> list[Answer]:
+        return [self.parse(case) for case in cases]
+
+    def reset_backoff(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ModelTarget(_InProcess):
+    def __init__(self, profile: str = "spec"):
+        if profile not in PROFILES:
+            raise TargetError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+        self.profile = profile
+        self.name = "reference" if profile == "spec" else f"reference:{profile}"
+        from .. import __version__
+        self.version = __version__
+
+    def parse(self, case: Case) -> Answer:
+        return parse(case, self.profile)
+
+
+class PythonTarget(_InProcess):
+    """A callable in this process; an exception it raises is a crash on that case."""
+
+    def __init__(self, func, name: str):
+        self.func = func
+        self.name = name
+        self.version = getattr(func, "version", "")
+
+    def parse(self, case: Case) -> Answer:
+        try:
+            out = self.func(case)
+        except Exception as e:  # the target under test is buggy by definition
+            return Answer.fault("crash", f"raised {type(e).__name__}: {e}")
+        if isinstance(out, Answer):
+            return out
+        try:
+            return Answer.from_json(out)
+        except (ValueError, KeyError, TypeError) as e:
+            return Answer.fault("crash", f"returned an invalid answer ({e}): {out!r:.200}")

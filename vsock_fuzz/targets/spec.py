@@ -1,0 +1,55 @@
+"""Targets: one interface, `answer = target.parse(case)`.
+
+Specs (command line and API alike):
+    reference             the model, spec profile
+    reference:rust-vmm    the model, rust-vmm profile
+    py:module:callable    a Python callable taking a Case, returning an Answer
+                          or a protocol answer dict
+    cmd:COMMAND LINE      an external program speaking protocol v1
+
+Every target has `parse(case)` and `parse_many(cases)` (a list of answers in
+order); for a `cmd:` target parse_many pipelines the cases, which is several
+times faster than one round trip per case.
+`reset_backoff()` forgets the faults in a row of a `cmd:` target (see
+CommandTarget's restart policy); a no-op for the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+
+from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, START_TIMEOUT, ModelTarget, PythonTarget, TargetError
+
+
+def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: dict | None = None,
+                start_timeout: float = START_TIMEOUT, max_restarts: int = MAX_RESTARTS,
+                rlimit_as: int | None = None, rlimit_cpu: int | None = None,
+                modes: tuple[str, ...] = FAST_MODES, die_with_parent: bool = False):
+    """A target from its spec; raises TargetError naming what is wrong.
+
+    The keyword arguments after `error_classes` apply to `cmd:` targets only
+    (see CommandTarget); `modes=()` keeps a target on plain protocol v1.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind == "reference":
+        return ModelTarget(rest or "spec")
+    if kind == "py":
+        module, _, attr = rest.partition(":")
+        if not module or not attr:
+            raise TargetError(f"py: target {spec!r} is not py:module:callable")
+        try:
+            func = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise TargetError(f"cannot load {spec!r}: {e}") from None
+        return PythonTarget(func, spec)
+    if kind == "cmd":
+        try:
+            argv = shlex.split(rest)
+        except ValueError as e:
+            raise TargetError(f"cannot split {rest!r}: {e}") from None
+        from .command import CommandTarget  # here, as command re-exports open_target
+        return CommandTarget(argv, timeout=timeout, start_timeout=start_timeout, error_classes=error_classes,
+                             max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
+                             die_with_parent=die_with_parent)
+    raise TargetError(f"unknown target {spec!r}: use reference[:PROFILE], py:module:callable or cmd:COMMAND")
