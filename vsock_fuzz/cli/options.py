@@ -30,6 +30,22 @@ def add_target_options(p) -> None:
                    help="CPU seconds a cmd: target process may use over its life (default: no limit)")
     p.add_argument("--transport", choices=("auto", "v1"), default="auto",
                    help="auto: offer the fast transports in hello; v1: plain protocol v1 lines (default: auto)")
+    # The device a target wraps, for one that cannot say it in hello (target-protocol.md); wins over hello.
+    g = p.add_argument_group("the device (default: what the target declares in hello, else every feature "
+                             "offered and no fixed limit)")
+    g.add_argument("--device", type=_device_file, default=None, metavar="FILE.json",
+                   help="a JSON file holding the hello `device` object")
+    g.add_argument("--device-features", default=None, metavar="NAMES",
+                   help="the feature bits the device offers, comma-separated (e.g. VIRTIO_F_VERSION_1,"
+                        "VIRTIO_F_INDIRECT_DESC); an empty string: none")
+    g.add_argument("--max-data-size", type=_positive_int, default=None, metavar="N",
+                   help="the device's own fixed payload limit: sent in every case, hdr.len judged against it")
+    g.add_argument("--max-queue-size", type=_positive_int, default=None, metavar="N",
+                   help="the largest queue size its transport accepts (larger ones are expected refusals)")
+    g.add_argument("--max-region-size", type=_size, default=None, metavar="BYTES",
+                   help="the largest memory region its adapter can map (no larger memory is built)")
+    g.add_argument("--max-regions", type=_positive_int, default=None, metavar="N",
+                   help="the most memory regions its adapter can map")
 
 
 def target_options(args) -> dict:
@@ -37,7 +53,32 @@ def target_options(args) -> dict:
     from ..targets import FAST_MODES
     return {"timeout": args.timeout, "start_timeout": args.start_timeout, "max_restarts": args.max_restarts,
             "rlimit_as": args.rlimit_as, "rlimit_cpu": args.rlimit_cpu,
-            "modes": FAST_MODES if args.transport == "auto" else ()}
+            "modes": FAST_MODES if args.transport == "auto" else (), "device": device_options(args)}
+
+
+def device_options(args) -> dict | None:
+    """open_target's `device` from the --device options (None: the command line says nothing)."""
+    given = {"description": args.device[1] if args.device else None,
+             "source": args.device[0] if args.device else None,
+             "features": args.device_features, "max_data_size": args.max_data_size,
+             "max_queue_size": args.max_queue_size, "max_region_size": args.max_region_size,
+             "max_regions": args.max_regions}
+    return given if any(v is not None for v in given.values()) else None
+
+
+def _device_file(path: str):
+    """(path, the JSON object) of a --device file, checked as hello's `device` object is."""
+    import json
+    from ..model.device import Device
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+        Device.from_json(obj, path)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:  # DeviceError and a JSON syntax error alike
+        raise argparse.ArgumentTypeError(f"{path}: {e}") from None
+    return path, obj
 
 
 def open_target_from_args(args, **overrides):

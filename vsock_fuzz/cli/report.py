@@ -82,7 +82,8 @@ def describe_target(rep: dict, spec: str, **options) -> None:
     try:
         if hasattr(target, "start"):  # a cmd: target says hello when it starts
             target.start()
-        rep["target"].update(name=str(target.name), version=str(target.version or ""))
+        rep["target"].update(name=str(target.name), version=str(target.version or ""),
+                             device=target.device.to_json())
     except TargetError:
         pass
     finally:

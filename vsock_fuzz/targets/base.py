@@ -1,9 +1,11 @@
-"""What every target shares: TargetError, the protocol's defaults, and the in-process targets."""
+"""What every target shares: TargetError, the protocol's defaults, the device it describes, and the
+in-process targets."""
 
 from __future__ import annotations
 
 from ..case.value import Case
 from ..model.answer import Answer
+from ..model.device import ASSUMED, Device, DeviceError
 from ..model.packet import PROFILES, parse
 from .frames import MODE as FRAMES
 
@@ -18,7 +20,37 @@ class TargetError(Exception):
     """A target that cannot be used at all (bad spec, will not start, refuses hello)."""
 
 
-class _InProcess:
+class Described:
+    """The device a target wraps (model/device.py): what the target says of it (`declared`:
+    hello's `device` object, a py: callable's `device` attribute), with what the command
+    line says over it, which wins. `device` is what the oracles judge by."""
+
+    device: Device = ASSUMED
+    _declared: Device = ASSUMED
+    _given: tuple | None = None  # (a --device file's Device or None, fields) from the command line
+
+    def declare(self, obj, source: str) -> None:
+        """The target's own description (a JSON object, or None for none)."""
+        try:
+            self._declared = ASSUMED if obj is None else Device.from_json(obj, source)
+        except DeviceError as e:
+            raise TargetError(f"{self.name}: {source}: {e}") from None
+        self._settle()
+
+    def give_device(self, base: Device | None = None, **fields) -> None:
+        """What the command line says of the device: a whole description and/or single fields."""
+        self._given = (base, fields)
+        self._settle()
+
+    def _settle(self) -> None:
+        device = self._declared
+        if self._given is not None:
+            base, fields = self._given
+            device = (base or device).override("command line", **fields)
+        self.device = device
+
+
+class _InProcess(Described):
     """A target in this process: nothing to restart, nothing to close."""
 
     def parse_many(self, cases) -> list[Answer]:
@@ -41,7 +73,7 @@ class ModelTarget(_InProcess):
         self.version = __version__
 
     def parse(self, case: Case) -> Answer:
-        return parse(case, self.profile)
+        return parse(case, self.profile, self.device)
 
 
 class PythonTarget(_InProcess):
@@ -51,6 +83,9 @@ class PythonTarget(_InProcess):
         self.func = func
         self.name = name
         self.version = getattr(func, "version", "")
+        # A bound method's object may say it (the zoo's devices do), else the callable itself.
+        owner = getattr(func, "__self__", None)
+        self.declare(getattr(owner, "device", None) or getattr(func, "device", None), "the callable's device")
 
     def parse(self, case: Case) -> Answer:
         try:

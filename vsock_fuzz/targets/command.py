@@ -7,7 +7,7 @@ import time
 
 from ..case.value import Case
 from ..model.answer import Answer
-from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, TargetError
+from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError
 from .process import Child, StderrTail, libc_prctl
 from .transport import Channel
 
@@ -88,7 +88,7 @@ class RestartPolicy:
         return not self.parse_many((plain_packet(),))[0].faulted  # answered: `failures` is 0 again
 
 
-class CommandTarget(RestartPolicy):
+class CommandTarget(RestartPolicy, Described):
     """The protocol v1 client: a persistent subprocess, one request per case.
 
     The target is started lazily and again after every crash or hang (see
@@ -130,6 +130,18 @@ class CommandTarget(RestartPolicy):
         self._stderr = StderrTail()
 
     @property
+    def device(self):
+        """What the oracles judge by: known once the target has answered hello, so asking
+        starts it."""
+        if not self._started:
+            self._ensure_started()
+        return self._device
+
+    @device.setter
+    def device(self, value) -> None:
+        self._device = value
+
+    @property
     def mode(self) -> str:
         """The transport hello settled on."""
         return self._wire.mode
@@ -155,6 +167,7 @@ class CommandTarget(RestartPolicy):
             raise TargetError(f"{self.name}: hello chose mode {mode!r}, which was not offered ({', '.join(self.modes) or 'v1 only'})")
         self._wire.mode = mode
         self.hello = reply
+        self.declare(reply.get("device"), "hello device")
         self.version = str(reply.get("version", ""))
         name = reply.get("name")
         if isinstance(name, str) and name:

@@ -24,10 +24,12 @@ MODES = (FRAMES,)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, modes=()) -> dict:
+def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, modes=(),
+           device: dict | None = None) -> dict:
     """The answer to one request line; a malformed line gets a BadRequest answer.
 
-    A hello offering one of `modes` is answered with "mode": the first offered.
+    A hello offering one of `modes` is answered with "mode": the first offered;
+    `device`, when given, is the hello's `device` object (target-protocol.md).
     """
     try:
         req = json.loads(line)
@@ -40,6 +42,8 @@ def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, m
     op = req.get("op")
     if op == "hello":
         out.update(ok=True, protocol=PROTOCOL, name=name, version=version)
+        if device is not None:
+            out["device"] = device
         offered = req.get("modes")
         if isinstance(offered, list):
             mode = next((m for m in offered if m in modes), None)
@@ -59,7 +63,7 @@ def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, m
 
 
 def serve(parse_fn=None, name: str | None = None, *, profile: str = "spec", version: str = __version__,
-          stdin=None, stdout=None, modes=MODES) -> int:
+          stdin=None, stdout=None, modes=MODES, device: dict | None = None) -> int:
     """Answer requests until stdin closes. Without `parse_fn`, serve the model under `profile`."""
     if parse_fn is None:
         parse_fn = partial(parse, profile=profile)
@@ -69,7 +73,7 @@ def serve(parse_fn=None, name: str | None = None, *, profile: str = "spec", vers
     for line in stdin:
         if not line.strip():
             continue
-        out = handle(line, parse_fn, name or "vsock-fuzz target", version, modes)
+        out = handle(line, parse_fn, name or "vsock-fuzz target", version, modes, device)
         stdout.write(_dumps(out) + "\n")
         stdout.flush()
         if out.get("mode") == FRAMES:

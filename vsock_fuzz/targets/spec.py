@@ -19,18 +19,41 @@ from __future__ import annotations
 import importlib
 import shlex
 
+from ..model.device import LIMITS, Device, DeviceError, parse_features
 from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, START_TIMEOUT, ModelTarget, PythonTarget, TargetError
 
 
 def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: dict | None = None,
                 start_timeout: float = START_TIMEOUT, max_restarts: int = MAX_RESTARTS,
                 rlimit_as: int | None = None, rlimit_cpu: int | None = None,
-                modes: tuple[str, ...] = FAST_MODES, die_with_parent: bool = False):
+                modes: tuple[str, ...] = FAST_MODES, die_with_parent: bool = False,
+                device: dict | None = None):
     """A target from its spec; raises TargetError naming what is wrong.
 
-    The keyword arguments after `error_classes` apply to `cmd:` targets only
-    (see CommandTarget); `modes=()` keeps a target on plain protocol v1.
+    The keyword arguments after `error_classes` but `device` apply to `cmd:`
+    targets only (see CommandTarget); `modes=()` keeps a target on plain
+    protocol v1. `device` is what the command line says of the device (JSON-able,
+    so a fuzz worker gets it too): `description` (a --device file's object) and
+    `source`, `features` (names), and the limits of model/device.py; it wins over
+    what the target declares.
     """
+    target = _open(spec, timeout=timeout, error_classes=error_classes, start_timeout=start_timeout,
+                   max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
+                   die_with_parent=die_with_parent)
+    if device:
+        try:
+            base = device.get("description")
+            base = None if base is None else Device.from_json(base, device.get("source") or "--device")
+            features = device.get("features")
+            features = None if features is None else parse_features(features, "--device-features")
+        except DeviceError as e:
+            raise TargetError(str(e)) from None
+        target.give_device(base, features=features, **{k: device.get(k) for k in LIMITS})
+    return target
+
+
+def _open(spec: str, *, timeout, error_classes, start_timeout, max_restarts, rlimit_as, rlimit_cpu, modes,
+          die_with_parent):
     kind, _, rest = spec.partition(":")
     if kind == "reference":
         return ModelTarget(rest or "spec")

@@ -75,12 +75,16 @@ class SimpleDevice:
     name = "zoo device"
     lone_head = True       # a lone head may carry header and payload (Linux >= 6.2)
     step_limit = None      # None: walk as written; else report a hang after this many steps
+    device = None          # the hello `device` object it declares (target-protocol.md); None: none
+    tables = True          # follows indirect tables; False: reads an INDIRECT descriptor as a plain buffer
+    max_queue_size = 32768
+    max_data_size = None   # a fixed payload limit; None: the request's
 
     # -- rules, one method each -------------------------------------------------
 
     def check_queue(self, host: Host, ring) -> None:
         size = ring.size
-        if size == 0 or size > 32768 or size & (size - 1):
+        if size == 0 or size > self.max_queue_size or size & (size - 1):
             raise Reject("InvalidQueueSize", f"queue size {size}")
         for what, addr, align, n in (("desc table", ring.desc_table, 16, 16 * size),
                                      ("avail ring", ring.avail, 2, 6 + 2 * size),
@@ -114,6 +118,10 @@ class SimpleDevice:
         if steps > ttl:
             raise Reject("QueueMissingDescriptor", "chain longer than the queue (a loop?)")
 
+    def table_size(self, n: int, ring) -> int:
+        """Descriptors in an indirect table of n bytes (2.7.5.3: len/16)."""
+        return n // 16
+
     def decode_header(self, raw: bytes) -> Header:
         return Header._make(HDR.unpack(raw))
 
@@ -141,10 +149,10 @@ class SimpleDevice:
                 raise Reject("QueueMissingDescriptor", f"next {idx} >= {size}")
             self.check_span(host, table + 16 * idx, 16)
             addr, n, flags, nxt = DESC.unpack(host.peek(table + 16 * idx, 16))
-            if flags & INDIRECT:
+            if flags & INDIRECT and self.tables:
                 if indirect or flags & NEXT or n == 0 or n % 16 or n // 16 > 0xFFFF:
                     raise Reject("QueueMissingDescriptor", "bad indirect descriptor")
-                table, size, idx, indirect, steps = addr, n // 16, 0, True, 0
+                table, size, idx, indirect, steps = addr, self.table_size(n, ring), 0, True, 0
                 continue
             total += n
             if total > 1 << 32:
@@ -164,7 +172,8 @@ class SimpleDevice:
             return Answer.fault("hang", str(h))
 
     def _parse(self, case) -> Answer:
-        host, ring, rx, mds = Host(case), case.ring, case.queue == "rx", case.max_data_size
+        host, ring, rx = Host(case), case.ring, case.queue == "rx"
+        mds = case.max_data_size if self.max_data_size is None else self.max_data_size
         self.check_queue(host, ring)
         self.pop(host, ring)
         descs = self.walk(host, ring)
@@ -206,7 +215,7 @@ class SimpleDevice:
 
 def main(device: SimpleDevice) -> int:
     """Serve `device` as a protocol v1 program (python -m vsock_fuzz.zoo.<name>)."""
-    return serve(device.parse, device.name, version="zoo")
+    return serve(device.parse, device.name, version="zoo", device=device.device)
 
 
 def run(device: SimpleDevice) -> None:
