@@ -47,7 +47,7 @@ def run(args) -> int:
     finally:
         if target is not None:
             target.close()
-    rep["target"].update(name=str(target.name), version=str(target.version or ""))
+    rep["target"].update(name=str(target.name), version=str(target.version or ""), device=target.device.to_json())
     seconds = time.monotonic() - t0
 
     rep["rows"], rep["findings"] = [], []
@@ -70,13 +70,20 @@ def run(args) -> int:
 
     print(render_table(results, quiet=args.quiet, strict=args.strict))
     print()
+    if target.device.described:
+        print(describe_device(target.device))
+    unsupported = sum(1 for r in results if r.answer.unsupported)
+    if unsupported:
+        print(f"{unsupported} row(s) answered Unsupported by the adapter (its limit, not the device's "
+              f"verdict): judged by no oracle")
     for fam, v in families.items():
         print(_family_line(fam, v))
     print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
           f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
     code = EXIT_FINDINGS if failed else EXIT_CLEAN
     report.finish(rep, exit_code=code, stats={"rows": len(results), "cases": len(results), "seconds": round(seconds, 3),
-                                               "findings": len(rep["findings"]), **counts})
+                                               "findings": len(rep["findings"]), "unsupported": unsupported,
+                                               **counts})
     report.write_for_args(rep, args)
     return code
 
@@ -121,3 +128,11 @@ def _family_line(fam: str, v: dict) -> str:
     rows = v["rows"]
     what = "" if not rows else f": {len(rows)} rows ({', '.join(rows[:3])}{', ...' if len(rows) > 3 else ''})"
     return f"{fam:13} {verdict:5} {v['findings']} findings{what}"
+
+
+def describe_device(device) -> str:
+    """One line: the device the rows were adapted to and where its description came from."""
+    d = device.to_json()
+    parts = [f"features {', '.join(d['features']) or 'none'}" if "features" in d else "every feature"]
+    parts += [f"{k} {d[k]}" for k in ("max_data_size", "max_queue_size", "max_region_size", "max_regions") if k in d]
+    return f"device ({d['source']}): " + "; ".join(parts)

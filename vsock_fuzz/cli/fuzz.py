@@ -76,5 +76,6 @@ def _report(rep: dict, camp, code: int, args) -> None:
             else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
     n, t = camp.pool.total_execs(), camp.elapsed
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
-             "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings)}
+             "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),
+             "unsupported": sum(camp.pool.unsupported().values())}
     report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.pool.fatal), args)

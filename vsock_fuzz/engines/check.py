@@ -11,7 +11,11 @@ Each row states:
           "reject": a malformed chain or packet; accepting it counts in the
                     row's family (safety when the packet would touch memory
                     it must not, fidelity for a length the packet may not
-                    have, conformance for mere leniency).
+                    have, conformance for mere leniency);
+          "any":    what a described device may do as it likes (an indirect
+                    table it never offered): only the oracles judge.
+A device that describes itself (hello's `device`, --device...) is held to
+the rows as check_rows.for_device adapts them to its offer.
   family  the oracle family a wrong answer counts in.
   rule    the spec section, driver fact or real bug the row stands for.
 
@@ -37,12 +41,13 @@ from ..case.value import Case
 from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_WRITE, HEADER_SIZE, Header
 from ..model.memory import GuestMemory
 from ..oracles import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
-from .check_rows import HDR, Spec, SPECS  # noqa: F401  (HDR: the header the rows send)
+from ..model.device import ASSUMED, Device
+from .check_rows import HDR, SPECS, Spec, for_device  # noqa: F401  (HDR: the header the rows send)
 
 # A problem in these families fails `check` (exit 1), as does any oracle finding of
 # severity error or above; the rest are warnings unless --strict.
 FAILING = ("safety", "fidelity", "interop")
-EXPECTS = ("accept", "either", "reject")
+EXPECTS = ("accept", "either", "reject", "any")
 
 
 
@@ -71,7 +76,7 @@ class Result:
         a = self.answer
         if a.ok:
             return "accept"
-        if a.faulted:
+        if a.faulted or a.unsupported:
             return a.error_class
         return f"reject {a.error}"
 
@@ -142,27 +147,29 @@ def _row(spec: Spec) -> Row:
     return Row(*head, spec.layout.header, expected_slices(spec.layout, case))
 
 
-def build_rows() -> list[Row]:
-    return [_row(spec) for spec in SPECS]
+def build_rows(specs=SPECS) -> list[Row]:
+    return [_row(spec) for spec in specs]
 
 
 _ROWS: list[Row] | None = None
 
 
-def rows() -> list[Row]:
-    """The matrix (built once; rows are immutable)."""
+def rows(device: Device = ASSUMED) -> list[Row]:
+    """The matrix (built once; rows are immutable), as `device` is held to it."""
     global _ROWS
+    if device.described:
+        return build_rows(for_device(device)[0])
     if _ROWS is None:
         _ROWS = build_rows()
     return _ROWS
 
 
-def select(pattern: str | None) -> list[Row]:
+def select(pattern: str | None, device: Device = ASSUMED) -> list[Row]:
     """Rows whose name matches the regular expression (all without one)."""
     if not pattern:
-        return rows()
+        return rows(device)
     rx = re.compile(pattern)
-    return [r for r in rows() if rx.search(r.name)]
+    return [r for r in rows(device) if rx.search(r.name)]
 
 
 # --- judging one answer -------------------------------------------------------
@@ -175,6 +182,8 @@ def row_issues(row: Row, answer: Answer, max_data_size: int) -> list[tuple[str, 
     """
     if answer.faulted:
         return [("safety", f"the target {'crashed' if answer.error_class == 'crash' else 'hung'}: {answer.detail}")]
+    if row.expect == "any" or answer.unsupported:
+        return []
     if not answer.ok:
         if row.expect == "reject":
             return []
@@ -247,9 +256,10 @@ def run(target, *, profile: str = "spec", strict: bool = False, pattern: str | N
         determinism: bool = True, progress=None) -> list[Result]:
     """Every selected row through the target and every oracle."""
     results = []
-    for row in select(pattern):
+    device = getattr(target, "device", ASSUMED)
+    for row in select(pattern, device):
         answer, findings = evaluate(target, row.case, profile=profile, strict=strict, determinism=determinism)
-        res = Result(row, answer, list(findings), row_issues(row, answer, row.case.max_data_size))
+        res = Result(row, answer, list(findings), row_issues(row, answer, device.fit(row.case).max_data_size))
         res.verdict = judge(res, strict)
         results.append(res)
         if progress:

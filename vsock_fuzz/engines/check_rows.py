@@ -11,11 +11,12 @@ comprehensions over that shape.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 from ..case.layout import LINUX_VERSIONS, PAGE, Buf, Layout, linux_rx, linux_tx
 from ..case.value import Region
-from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
+from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, MAX_PKT_BUF_SIZE, Header, pack_descriptor
 
 W = F_WRITE
 KiB = 1024
@@ -28,7 +29,7 @@ EXPLICIT = 0x80000  # explicitly placed buffers live here, far from assemble's d
 class Spec(NamedTuple):
     name: str
     group: str
-    expect: str   # accept | either | reject
+    expect: str   # accept | either | reject | any (for_device: the oracles alone judge)
     family: str   # the oracle family a wrong answer counts in
     rule: str     # the spec section, driver fact or real bug the row stands for
     layout: Layout
@@ -135,21 +136,26 @@ MEMORY = (
 
 MDS = "hdr.len <= max_data_size (Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE; rust-vmm InvalidHeaderLen)"
 
-LENGTHS = (
-    *(row for limit in (MAX_PKT_BUF_SIZE, 4 * KiB) for row in (
-        Spec(f"tx/hdr.len=max_data_size({limit})", "max-data-size", "accept", "interop", MDS,
-             _tx([Buf(HEADER_SIZE), Buf(limit)], limit, max_data_size=limit)),
-        Spec(f"tx/hdr.len=max_data_size+1({limit})", "max-data-size", "reject", "fidelity", MDS,
-             _tx([Buf(HEADER_SIZE), Buf(limit + 1)], limit + 1, max_data_size=limit)))),
-    Spec("tx/hdr.len=2^32-1", "max-data-size", "reject", "fidelity", MDS,
-         _tx([Buf(HEADER_SIZE), Buf(100)], 0xFFFFFFFF)),
-    Spec("rx/data=max_data_size", "max-data-size", "accept", "interop",
-         "an rx buffer of max_data_size holds a full packet",
-         _rx([Buf(HEADER_SIZE, W), Buf(4 * KiB, W)], max_data_size=4 * KiB)),
-    Spec("rx/data=max_data_size+1", "max-data-size", "either", "conformance",
-         "a larger rx buffer is legal (the device writes at most max_data_size); rust-vmm rejects it",
-         _rx([Buf(HEADER_SIZE, W), Buf(4 * KiB + 1, W)], max_data_size=4 * KiB)),
-)
+def lengths(limits, rx_limit: int) -> tuple[Spec, ...]:
+    """The max-data-size group for the payload limits given (a device with a fixed one: just it)."""
+    return (
+        *(row for limit in limits for row in (
+            Spec(f"tx/hdr.len=max_data_size({limit})", "max-data-size", "accept", "interop", MDS,
+                 _tx([Buf(HEADER_SIZE), Buf(limit)], limit, max_data_size=limit)),
+            Spec(f"tx/hdr.len=max_data_size+1({limit})", "max-data-size", "reject", "fidelity", MDS,
+                 _tx([Buf(HEADER_SIZE), Buf(limit + 1)], limit + 1, max_data_size=limit)))),
+        Spec("tx/hdr.len=2^32-1", "max-data-size", "reject", "fidelity", MDS,
+             _tx([Buf(HEADER_SIZE), Buf(100)], 0xFFFFFFFF)),
+        Spec("rx/data=max_data_size", "max-data-size", "accept", "interop",
+             "an rx buffer of max_data_size holds a full packet",
+             _rx([Buf(HEADER_SIZE, W), Buf(rx_limit, W)], max_data_size=rx_limit)),
+        Spec("rx/data=max_data_size+1", "max-data-size", "either", "conformance",
+             "a larger rx buffer is legal (the device writes at most max_data_size); rust-vmm rejects it",
+             _rx([Buf(HEADER_SIZE, W), Buf(rx_limit + 1, W)], max_data_size=rx_limit)),
+    )
+
+
+LENGTHS = lengths((MAX_PKT_BUF_SIZE, 4 * KiB), 4 * KiB)
 
 # --- direction slips in every position (2.7.4.1) ---
 
@@ -212,6 +218,7 @@ QUEUES = (
 
 IND = "2.7.5.3"
 TABLE = (Buf(HEADER_SIZE), Buf(100))
+PAST_TABLE = EXPLICIT + 0x1000
 
 INDIRECT = (
     Spec("tx/indirect-after-direct", "indirect", "accept", "conformance",
@@ -241,6 +248,62 @@ INDIRECT = (
     Spec("tx/indirect-next-out-of-range", "indirect", "reject", "conformance",
          f"{IND} indirect descriptors: next indexes the table (< len/16)",
          _tx([Buf(2 * DESC_SIZE, F_INDIRECT, table=(Buf(HEADER_SIZE, next=7), Buf(100)))], 100)),
+    # The memory right after the table holds a descriptor no chain gave: a walk bounded by the
+    # queue size instead of the table's length takes its buffer (safety.slice-in-chain).
+    Spec("tx/indirect-next-past-table", "indirect", "reject", "safety",
+         f"{IND} indirect descriptors: a table holds len/16 descriptors; the next one is not the chain's",
+         _tx([Buf(2 * DESC_SIZE, F_INDIRECT, addr=PAST_TABLE, table=(Buf(HEADER_SIZE, next=2), Buf(100)))], 100,
+             extra=((PAST_TABLE + 2 * DESC_SIZE, pack_descriptor(PAST_TABLE + 0x400, 100, 0, 0)),))),
 )
 
 SPECS = (*LINUX, *FRAMING, *MEMORY, *LENGTHS, *DIRECTION, *CHAINS, *QUEUES, *INDIRECT)
+
+
+# --- the rows a device that describes itself is held to ---
+
+NOT_OFFERED = "the device did not offer VIRTIO_F_INDIRECT_DESC: it may follow, ignore or refuse the flag"
+
+
+def for_device(device) -> tuple[tuple[Spec, ...], list[str]]:
+    """The rows as a device of this description is judged by them, and the names of the rows it
+    cannot be given (memory its adapter does not map). Without a description: SPECS as they are.
+
+    - A fixed max_data_size is the limit of the max-data-size rows, and a tx packet over it
+      is one the device must refuse (fidelity), whatever Linux version laid it out.
+    - Without VIRTIO_F_INDIRECT_DESC an indirect table is a driver error the device may follow,
+      ignore or refuse: such rows expect nothing ("any") and the oracles judge what it does,
+      but for the safety rows (memory it must not touch whichever way it reads the flag).
+    - A queue above max_queue_size is an expected refusal; rows laid out in a larger queue
+      than it allows are laid out in the largest it allows."""
+    if not device.described:
+        return SPECS, []
+    limit = device.max_data_size
+    specs = SPECS if limit is None else (*LINUX, *FRAMING, *MEMORY, *lengths((limit,), limit), *DIRECTION,
+                                         *CHAINS, *QUEUES, *INDIRECT)
+    out, skipped = [], []
+    for s in specs:
+        lay = s.layout
+        if not _maps(lay, device):
+            skipped.append(s.name)
+            continue
+        if s.group == "queue" and lay.size > device.max_queue_size:
+            s = s._replace(expect="reject", rule=f"{s.rule}; above the device's max_queue_size "
+                                                 f"{device.max_queue_size}")
+        elif lay.size > device.max_queue_size:
+            s = s._replace(layout=replace(lay, size=device.max_queue_size))
+        if limit is not None and s.expect != "reject" and lay.header is not None and lay.header.len > limit:
+            s = s._replace(expect="reject", family="fidelity", rule=f"{MDS}; the device's fixed limit is {limit}")
+        if not device.indirect and s.family != "safety" and _uses_indirect(lay.bufs):
+            s = s._replace(expect="any", rule=f"{s.rule}; {NOT_OFFERED}")
+        out.append(s)
+    return tuple(out), skipped
+
+
+def _uses_indirect(bufs) -> bool:
+    return any(b.flags & F_INDIRECT for b in bufs)
+
+
+def _maps(lay: Layout, device) -> bool:
+    if device.max_regions is not None and len(lay.regions) > device.max_regions:
+        return False
+    return device.max_region_size is None or all(r.size <= device.max_region_size for r in lay.regions)

@@ -32,13 +32,14 @@ def force_queue(data: bytes, queue: str | None) -> bytes:
 
 
 def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: str | None = None):
-    """The per-case path: bytes -> (case, findings) with the target and every oracle."""
+    """The per-case path: bytes -> (case, findings, answer) with the target and every oracle."""
     from ..case.binary import decode
     from ..oracles import evaluate
 
     def check(data: bytes):
         case = decode(force_queue(data, queue))
-        return case, evaluate(target, case, profile=profile, strict=strict)[1]
+        answer, findings = evaluate(target, case, profile=profile, strict=strict)
+        return case, findings, answer
     return check
 
 

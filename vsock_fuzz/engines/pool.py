@@ -44,6 +44,7 @@ class Worker:
     tail: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     hits: dict = field(default_factory=dict)
+    unsupported: dict = field(default_factory=dict)  # detail -> cases answered Unsupported
     done: bool = False
 
     def lines(self, kind: str) -> list[bytes]:
@@ -192,6 +193,8 @@ class Pool:
             w.execs = max(w.execs, msg["execs"])
         if "hits" in msg:
             w.hits = msg["hits"]
+        if "unsupported" in msg:
+            w.unsupported = msg["unsupported"]
         if "fatal" in msg:
             self.fatal = msg["fatal"]
         if "finding" in msg:
@@ -234,6 +237,14 @@ class Pool:
 
     def total_execs(self) -> int:
         return sum(w.execs for w in self.workers) + self.retired
+
+    def unsupported(self) -> dict[str, int]:
+        """Cases answered Unsupported, by detail, over every worker (a restarted one's are lost)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            for detail, n in w.unsupported.items():
+                out[detail] = out.get(detail, 0) + n
+        return out
 
     def cov(self) -> int:
         return max((w.cov for w in self.workers), default=0)

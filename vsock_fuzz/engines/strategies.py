@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from ..case.binary import decode
 from ..case.value import U64, Region
-from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE
+from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
 from ..model.chain import MAX_QUEUE_SIZE
 from ..case.wire import FIELD_NAMES, FIELD_WIDTHS, HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
 from ..case.layout import DEFAULT_REGION, LINUX_VERSIONS, PAGE, Buf, Layout, assemble, flatten, linux_rx, linux_tx
@@ -243,14 +243,22 @@ def malformed_chains(draw, queue=None):
 def indirect_edges(draw, queue=None):
     """Indirect tables at the rules' edges (2.7.5.3): nested, self-referencing, lengths not a
     multiple of 16 or zero, INDIRECT with NEXT, the table in a hole, WRITE on the table descriptor,
-    direct descriptors before the table."""
+    direct descriptors before the table, a `next` just past the table's end with a plausible
+    descriptor in the memory there (a walk bounded by the queue size, not len/16, takes it)."""
     q = draw(queues(queue))
     flags = _dir(q)
     payload = draw(st.integers(0, 64))
     inner = [Buf(HEADER_SIZE, flags), Buf(payload, flags)] if payload else [Buf(HEADER_SIZE + payload, flags)]
-    kind = draw(st.sampled_from(("nested", "self", "len", "zero", "next", "hole", "write", "after")))
+    kind = draw(st.sampled_from(("nested", "self", "len", "zero", "next", "hole", "write", "after", "past")))
     table_len = DESC_SIZE * len(inner)
-    if kind == "nested":
+    extra = ()
+    if kind == "past":
+        at = draw(st.sampled_from((0x80000, 0x80008)))  # the table, aligned or not
+        payload = max(payload, 1)
+        # Header in the table's only entry, its next one past it; the planted descriptor holds the data.
+        bufs = (Buf(DESC_SIZE, F_INDIRECT, addr=at, table=(Buf(HEADER_SIZE, flags | F_NEXT, next=1),)),)
+        extra = ((at + DESC_SIZE, pack_descriptor(at + 0x400, payload, flags, 0)),)
+    elif kind == "nested":
         bufs = (Buf(DESC_SIZE, F_INDIRECT, table=(Buf(table_len, F_INDIRECT, table=tuple(inner)),)),)
     elif kind == "self":  # the table is the queue's own descriptor table
         bufs = (Buf(DESC_SIZE * draw(st.integers(1, 4)), F_INDIRECT, addr=0),)
@@ -267,7 +275,7 @@ def indirect_edges(draw, queue=None):
     else:  # zero or more direct descriptors, then the table (valid)
         bufs = (Buf(HEADER_SIZE, flags), Buf(DESC_SIZE, F_INDIRECT, table=(Buf(payload, flags),)))
     hdr = Header(len=payload)
-    return Layout(q, bufs, header=hdr if q == "tx" else None)
+    return Layout(q, bufs, header=hdr if q == "tx" else None, extra=extra)
 
 
 FAMILIES = {

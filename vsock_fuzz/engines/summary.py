@@ -23,8 +23,10 @@ def status_line(event: str, pool: Pool, findings: Findings, start: float) -> str
     n = pool.total_execs()
     t = max(time.monotonic() - start, 1e-9)
     c = findings.by_severity()
+    unsup = sum(pool.unsupported().values())
     return (f"#{n}\t{event} cov: {pool.cov()} corp: {pool.corp()} exec/s: {int(n / t)} "
-            f"findings: {c['critical']}/{c['error']}/{c['warning']} rss: {rss_mb(pool)}Mb")
+            f"findings: {c['critical']}/{c['error']}/{c['warning']}" + (f" unsup: {unsup}" if unsup else "")
+            + f" rss: {rss_mb(pool)}Mb")
 
 
 def summary(c: Campaign) -> Iterator[str]:
@@ -37,6 +39,7 @@ def summary(c: Campaign) -> Iterator[str]:
     yield (f"== vsock-fuzz summary: target {o.target}, {n} cases in {t:.1f}s ({int(n / t)} exec/s; "
            + ", ".join(f"{e} {k}" for e, k in execs_by_engine(pool).items()) + f"), stopped: {c.stop_reason}")
     yield f"   coverage {pool.cov()}, corpus {pool.corp()}, findings in {o.out}/"
+    yield from unsupported_note(pool.unsupported(), n)
     if not findings:
         yield "   no findings"
     else:
@@ -75,6 +78,18 @@ def _oracle_group(c: Campaign, oracle: str, ds: list) -> Iterator[str]:
     if len(ds) > len(shown):
         kept = sum(1 for d in ds if d.stem) - len(shown)
         yield f"  ... and {len(ds) - len(shown)} more, {kept} of them in {o.out}/{oracle}-*.finding.json"
+
+
+UNSUPPORTED_NOTE = 0.02  # the share of Unsupported answers the summary speaks of
+
+
+def unsupported_note(unsupported: dict[str, int], cases: int) -> Iterator[str]:
+    """A line when the adapter answered Unsupported to more than a few percent of the cases."""
+    total = sum(unsupported.values())
+    if total and total >= UNSUPPORTED_NOTE * max(cases, 1):
+        detail, n = max(unsupported.items(), key=lambda kv: kv[1])
+        yield (f"   {total} case(s) ({100 * total / max(cases, 1):.0f}%) answered Unsupported by the adapter, "
+               f"judged by no oracle; commonest ({n}): {detail}")
 
 
 def rss_mb(pool: Pool) -> int:

@@ -119,7 +119,7 @@ def worker(cfg: dict) -> None:
     """Run one engine under libFuzzer until the parent stops it or the flags end it."""
     import atheris
     stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
-    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}}
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}}
 
     def send(msg: dict) -> None:
         try:
@@ -131,7 +131,8 @@ def worker(cfg: dict) -> None:
         if state["target"] is not None:
             state["target"].close()
         try:
-            stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"]}) + "\n")
+            stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"],
+                                    "unsupported": state["unsupported"]}) + "\n")
             stats.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass
@@ -160,37 +161,49 @@ def worker(cfg: dict) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def tick(findings) -> None:
+    unsupported = state["unsupported"]  # detail -> cases the adapter answered Unsupported
+
+    def tick(findings, answer) -> None:
         state["execs"] += 1
         if findings:
             rec.record(findings)
+        elif answer.unsupported:
+            detail = answer.detail[:120]
+            if detail in unsupported or len(unsupported) < 20:
+                unsupported[detail] = unsupported.get(detail, 0) + 1
+            else:
+                unsupported["(other details)"] = unsupported.get("(other details)", 0) + 1
         if state["execs"] & 127 == 0:
             now = time.monotonic()
             if now - state["last"] >= 0.25:
                 state["last"] = now
-                send({"execs": state["execs"], "hits": rec.hits})
+                send({"execs": state["execs"], "hits": rec.hits, "unsupported": unsupported})
 
     def guarded(run):
         def TestOneInput(data: bytes) -> None:
             try:
-                tick(run(data))
+                tick(*run(data))
             except TargetError as e:  # the target cannot be restarted: the campaign ends
                 send({"fatal": str(e)})
                 finish(2)
         return TestOneInput
 
     if cfg["engine"] == "hypothesis":
-        run = _hypothesis_run(lambda case: evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"])[1])
+        run = _hypothesis_run(lambda case: evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"]))
     else:
         def run(data: bytes):
-            return check(data)[1]
+            _, findings, answer = check(data)
+            return findings, answer
     atheris.Setup([sys.argv[0], *cfg["flags"], *cfg["corpus"]], guarded(run))
     atheris.Fuzz()
 
 
 def _hypothesis_run(evaluate_case):
-    """bytes -> findings through the Hypothesis engine: the test it drives cannot return a value."""
+    """bytes -> (findings, answer) through the Hypothesis engine: the test it drives cannot return a
+    value. An input Hypothesis draws no case from gets the answer of none (`Answer(True)`)."""
+    from ..model.answer import Answer
     found: list = []
+    none = Answer(True)
 
     def on_case(case) -> None:
         found[:] = evaluate_case(case)
@@ -198,9 +211,10 @@ def _hypothesis_run(evaluate_case):
     fuzz = hypothesis_one_input(on_case)
 
     def run(data: bytes):
-        found.clear()
+        found[:] = ([], none)
         fuzz(data)
-        return list(found)
+        findings, answer = found
+        return list(findings), answer
     return run
 
 

@@ -73,7 +73,7 @@ class Answer:
 
     @property
     def unsupported(self) -> bool:
-        return self.error_class == "unsupported"
+        return self.error == UNSUPPORTED  # the protocol's name, whatever class a target gave it
 
     def to_json(self, id: int | None = None) -> dict:
         out = {} if id is None else {"id": id}

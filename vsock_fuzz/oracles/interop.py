@@ -70,8 +70,16 @@ def linux_shape(ctx: _Context) -> str | None:
     if any(d.len == 0 or bool(d.flags & F_WRITE) == ctx.tx or len(mem.slices(d.addr, d.len) or ()) != 1
            for d in descs):
         return None
-    at = case.ring.desc_table + DESC_SIZE * case.ring.head
-    flags = DESC_STRUCT.unpack(mem.read(at, DESC_SIZE))[2]
+    ring = case.ring
+    at = ring.desc_table + DESC_SIZE * ring.head
+    addr, n, flags = DESC_STRUCT.unpack(mem.read(at, DESC_SIZE))[:3]
+    # The rings (and an indirect table) are one kernel allocation each, inside one region, and a
+    # VM's memory regions (KVM memory slots) start on a page: a device may rely on both.
+    spans = [(ring.desc_table, DESC_SIZE * ring.size), (ring.avail, 6 + 2 * ring.size), (ring.used, 6 + 8 * ring.size),
+             *((d.addr, d.len) for d in descs)] + ([(addr, n)] if flags & F_INDIRECT else [])
+    starts = sorted(r.gpa for r in case.regions)
+    if any(len(mem.slices(a, k) or ()) != 1 or starts[mem.region_index(a)] % PAGE for a, k in spans):
+        return None
     if flags & F_INDIRECT:
         if not ctx.device.indirect:
             return None  # Linux puts a buffer in a table only when the device offered VIRTIO_F_INDIRECT_DESC

@@ -6,7 +6,10 @@ work. Most are `_device.SimpleDevice` (a Firecracker / rust-vmm style parser,
 written apart from the model) with one rule broken.
 
 `ZOO` lists (name, module, family of the oracle that must catch it);
-`ORACLE` names that oracle, `BUG` the real bug each stands for.
+`ORACLE` names that oracle, `BUG` the real bug each stands for. `CORRECT`
+lists devices with no bug that differ from the model in a legal way (fewer
+features, fixed limits, other error names), declared in their hello: they
+must stay quiet at error and above.
 """
 
 ZOO = [
@@ -21,6 +24,14 @@ ZOO = [
     ("short_data", "vsock_fuzz.zoo.short_data", "fidelity"),
     ("header_swap", "vsock_fuzz.zoo.header_swap", "fidelity"),
     ("credit_leak", "vsock_fuzz.zoo.credit_leak", "determinism"),
+    ("indirect_unoffered", "vsock_fuzz.zoo.indirect_unoffered", "safety"),
+    ("limit_mismatch", "vsock_fuzz.zoo.limit_mismatch", "fidelity"),
+]
+
+CORRECT = [
+    ("no_indirect", "vsock_fuzz.zoo.no_indirect"),
+    ("fixed_limits", "vsock_fuzz.zoo.fixed_limits"),
+    ("firecracker_like", "vsock_fuzz.zoo.firecracker_like"),
 ]
 
 ORACLE = {
@@ -35,6 +46,8 @@ ORACLE = {
     "short_data": "fidelity.data-len",
     "header_swap": "fidelity.header-bytes",
     "credit_leak": "determinism.repeat",
+    "indirect_unoffered": "safety.slice-in-chain",
+    "limit_mismatch": "fidelity.max-data-size",
 }
 
 BUG = {
@@ -49,4 +62,6 @@ BUG = {
     "short_data": "data slices shorter than hdr.len accepted",
     "header_swap": "header decoding slip: type and op read from each other's offset",
     "credit_leak": "state leak: rx data capped by a credit counter kept across packets",
+    "indirect_unoffered": "2.7.5.3: an indirect table it never offered followed past its len/16 entries",
+    "limit_mismatch": "a fixed payload limit declared in hello but not the one enforced",
 }

@@ -79,6 +79,7 @@ class SimpleDevice:
     tables = True          # follows indirect tables; False: reads an INDIRECT descriptor as a plain buffer
     max_queue_size = 32768
     max_data_size = None   # a fixed payload limit; None: the request's
+    fragments = False      # tx payload in the descriptors after the head (Linux >= 6.17); False: in one
 
     # -- rules, one method each -------------------------------------------------
 
@@ -205,6 +206,8 @@ class SimpleDevice:
             raise Reject("BufDescMissing", "a tx packet with data is a header descriptor and a data descriptor")
         if lone:
             daddr, room = addr + 44, n - 44
+        elif self.fragments:
+            return Answer(True, hdr, hslice, self.fragmented(host, descs[1:], hdr.len))
         else:
             daddr, room, dflags = descs[1]
             self.check_direction(dflags, rx)
@@ -212,10 +215,28 @@ class SimpleDevice:
         self.check_span(host, daddr, dn)
         return Answer(True, hdr, hslice, ((daddr, dn),) if dn else ())
 
+    def fragmented(self, host: Host, descs, want: int) -> tuple:
+        """The payload taken from the descriptors after the head, each one host slice."""
+        out = []
+        for daddr, dn, dflags in descs:
+            if not want:
+                break
+            self.check_direction(dflags, False)
+            take = min(dn, want)
+            if take:
+                self.check_span(host, daddr, take)
+                out.append((daddr, take))
+            want -= take
+        if want:
+            raise Reject("BufDescTooSmall", f"the chain carries {want} bytes fewer than hdr.len")
+        return tuple(out)
+
 
 def main(device: SimpleDevice) -> int:
-    """Serve `device` as a protocol v1 program (python -m vsock_fuzz.zoo.<name>)."""
-    return serve(device.parse, device.name, version="zoo", device=device.device)
+    """Serve `device` as a protocol v1 program (python -m vsock_fuzz.zoo.<name>); with
+    `--undeclared` its hello leaves the `device` object out, as a target that cannot say it."""
+    declared = None if "--undeclared" in sys.argv[1:] else device.device
+    return serve(device.parse, device.name, version="zoo", device=declared)
 
 
 def run(device: SimpleDevice) -> None:

@@ -14,6 +14,7 @@ class Device(SimpleDevice):
     tables = False
     max_data_size = 65536
     max_queue_size = 256
+    fragments = True
 
 
 parse = Device().parse

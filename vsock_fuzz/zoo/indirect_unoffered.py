@@ -10,6 +10,7 @@ from ._device import SimpleDevice, run
 class Device(SimpleDevice):
     name = "zoo indirect_unoffered (follows tables it never offered, past their end)"
     device = {"features": ["VIRTIO_F_VERSION_1"]}
+    fragments = True
 
     def table_size(self, n, ring):
         # BUG: the table is taken to be as long as the queue, not len/16 entries.

@@ -11,6 +11,7 @@ class Device(SimpleDevice):
               "max_data_size": 65536, "max_queue_size": 256}
     max_data_size = 128 * 1024  # BUG: not the 65536 it declared
     max_queue_size = 256
+    fragments = True
 
 
 parse = Device().parse

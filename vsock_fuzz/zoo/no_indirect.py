@@ -10,6 +10,7 @@ class Device(SimpleDevice):
     name = "zoo no_indirect (correct, no VIRTIO_F_INDIRECT_DESC)"
     device = {"features": ["VIRTIO_F_VERSION_1", "VIRTIO_F_IN_ORDER"]}
     tables = False
+    fragments = True
 
 
 parse = Device().parse
