@@ -50,18 +50,21 @@ fuzz: $(STAMP)
 # Every benchmark script with short budgets (about two minutes), figures printed;
 # bench-full runs them with their own defaults (far longer: bench_fuzz's
 # time-to-first-finding table alone is 99 campaigns of up to 60 s each).
+# bench_gap: campaign exec/s against each device over its own pace, and the per-case breakdown.
 BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 bench: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py --quick
 	$(BIN)/python benchmarks/corpus_bench.py
 	$(BIN)/python benchmarks/bench_targets.py --quick
 	$(BIN)/python benchmarks/bench_fuzz.py --quick
+	$(BIN)/python benchmarks/bench_gap.py --quick
 
 bench-full: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/corpus_bench.py
 	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_fuzz.py
+	$(BIN)/python benchmarks/bench_gap.py
 
 # Branch coverage of the model (.coveragerc) under the test suite plus a short
 # fuzz campaign, whose corpus (every input that reached new coverage) is

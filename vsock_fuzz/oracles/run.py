@@ -117,8 +117,15 @@ def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
     model_target = isinstance(target, ModelTarget)
     repeat = target.parse(case) if determinism and not model_target and not answer.faulted else None
     # The reference target under the same profile is the model: its answer is the model's
-    # (parse is pure), which saves a third of the fuzz loop's parsing.
-    model = answer if model_target and target.profile == profile else parse(case, profile, device)
+    # (parse is pure), which saves a third of the fuzz loop's parsing. A crash or hang is judged
+    # by safety.crash and safety.hang alone, which read no model answer: the model is not run
+    # on it. Under a fuzz worker that also keeps crashing inputs out of libFuzzer's corpus: the
+    # model's (instrumented) walk is the coverage such an input would add, and atheris does not
+    # pass TestOneInput's return value (-1, "reject this input") on to libFuzzer.
+    if answer.faulted:
+        model = None
+    else:
+        model = answer if model_target and target.profile == profile else parse(case, profile, device)
     findings = check(case, answer, model=model, repeat=repeat, profile=profile, strict=strict, device=device)
     if findings:
         spec = target_spec(target)

@@ -15,7 +15,7 @@ from .transport import Channel
 from .base import ModelTarget, PythonTarget  # noqa: F401
 from .spec import open_target  # noqa: F401
 
-BACKOFF_FIRST = 0.01       # seconds before the second restart in a row, doubling
+BACKOFF_FIRST = 0.01       # seconds before a restart that follows a failed one, doubling
 BACKOFF_MAX = 1.0
 
 
@@ -23,21 +23,25 @@ class RestartPolicy:
     """When a faulted target is started again, and when it is given up.
 
     A fault (crash or hang) is an answer, and the target is restarted at once
-    for the next case; further consecutive faults or failed restarts back off
-    (10 ms doubling up to 1 s). After `max_restarts` consecutive faults
-    without one case answered, the target is given a Linux 6.2 tx packet; if
-    it does not answer that either, the next case raises TargetError (0:
-    never give up). A target that cannot start the first time raises
-    TargetError at once.
+    for the next case. A restart that works (the new process answers hello)
+    costs no back-off, however many cases in a row crashed it: a device that
+    panics on a common class of input keeps its pace. Only a restart that
+    follows a failed one backs off (10 ms doubling up to 1 s), so a target
+    that cannot start is not hammered. After `max_restarts` consecutive
+    faults and failed restarts without one case answered, the target is
+    given a Linux 6.2 tx packet; if it does not answer that either, the next
+    case raises TargetError (0: never give up). A target that cannot start
+    the first time raises TargetError at once.
 
-    For CommandTarget, which counts a fault in `failures` and `last_fault`
-    and sets `failures` to 0 on an answer.
+    For CommandTarget, which counts a fault in `failures` and `last_fault`,
+    sets `failures` to 0 on an answer, and restarts through `_restart`.
     """
 
     def __init__(self, max_restarts: int):
         self.max_restarts = max_restarts
         self.restarts = 0         # restarts after the first start
         self.failures = 0         # consecutive faults and failed restarts
+        self.failed_restarts = 0  # consecutive failed restarts: what the back-off grows with
         self.last_fault = ""
         self._restart_failed = False  # whether last_fault is a failed restart rather than a case's fault
         self._started = False
@@ -46,6 +50,7 @@ class RestartPolicy:
         """Forget the faults in a row: the next restart is at once and the max_restarts count
         starts again. For callers that expect faults (the minimizer, whose candidates crash)."""
         self.failures = 0
+        self.failed_restarts = 0
 
     def _ensure_started(self) -> None:
         """Start the target, or restart it after a fault with the back-off and cap above."""
@@ -53,10 +58,10 @@ class RestartPolicy:
             if self.max_restarts and self.failures >= self.max_restarts and not self._answers_canary():
                 raise TargetError(f"{self.name}: target restarted {self.max_restarts} times in a row without "
                                   f"answering a case; giving up: {self.last_fault}")
-            if self.failures > 1:
-                time.sleep(min(BACKOFF_FIRST * 2 ** (self.failures - 2), BACKOFF_MAX))
+            if self.failed_restarts:
+                time.sleep(min(BACKOFF_FIRST * 2 ** (self.failed_restarts - 1), BACKOFF_MAX))
             try:
-                self.start()
+                self._restart() if self._started else self.start()
             except TargetError as e:
                 if not self._started:
                     raise  # never answered hello: the target cannot be used at all
@@ -67,9 +72,15 @@ class RestartPolicy:
                 self.restarts += 1
             self._started = True
 
+    def _restart(self) -> None:
+        """Start the target again after a fault (CommandTarget: from its warm standby)."""
+        self.start()
+        self.failed_restarts = 0
+
     def _restart_fault(self, e: TargetError) -> None:
         self.last_fault = f"restart failed: {e}"
         self._restart_failed = True
+        self.failed_restarts += 1
 
     def _answers_canary(self) -> bool:
         """Whether the target, started once more, answers a packet every device must accept
@@ -79,7 +90,7 @@ class RestartPolicy:
             return False
         from ..case.layout import plain_packet
         try:
-            self.start()
+            self._restart()
         except TargetError as e:
             self._restart_fault(e)
             return False
@@ -104,13 +115,19 @@ class CommandTarget(RestartPolicy, Described):
     `die_with_parent` (Linux) has the kernel kill the target when the process
     that started it dies: a fuzz worker killed after its grace period leaves
     no target behind, even a hung one that never sees its stdin close.
+
+    `standby`: after the first restart, a spare process is kept started
+    ahead (idle on its stdin, its start-up done meanwhile), so a later
+    restart costs one hello exchange rather than a process start. A target
+    whose spare cannot answer hello while the running one lives (it holds
+    a resource only one process may) is restarted without a spare from then on.
     """
 
     def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
                  max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
                  rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
-                 die_with_parent: bool = False):
+                 die_with_parent: bool = False, standby: bool = True):
         if not argv:
             raise TargetError("cmd: needs a command line")
         super().__init__(max_restarts)
@@ -128,6 +145,8 @@ class CommandTarget(RestartPolicy, Described):
         self._child: Child | None = None
         self._wire = Channel(timeout, error_classes)
         self._stderr = StderrTail()
+        self.standby = standby
+        self._spare: tuple[Child, StderrTail] | None = None  # started ahead, hello not yet asked
 
     @property
     def device(self):
@@ -147,10 +166,54 @@ class CommandTarget(RestartPolicy, Described):
         return self._wire.mode
 
     def start(self) -> None:
+        """Start a new process (killing the running one) and settle hello with it."""
         self._kill()
-        self._child = Child(self.argv, self._stderr, rlimits=self.rlimits, prctl=self._prctl)
-        self.proc = self._child.popen
-        self._wire.attach(self._child)
+        self._stderr = StderrTail()
+        self._begin(self._spawn(self._stderr))
+
+    def _spawn(self, tail: StderrTail) -> Child:
+        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl)
+
+    def _restart(self) -> None:
+        """After a fault: the spare, if one is ready, else a new process; then a new spare."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            self.start()
+        else:
+            self._kill()
+            self._stderr = spare[1]
+            try:
+                self._begin(spare[0])
+            except TargetError:
+                # Started while the last process lived, the spare could not work: start one the
+                # usual way now that none runs (an error of its own counts as a failed restart).
+                self.standby = False
+                self.start()
+        self.failed_restarts = 0
+        if self.standby:
+            tail = StderrTail()
+            try:
+                self._spare = (self._spawn(tail), tail)
+            except TargetError:
+                self._spare = None
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[0].kill()
+
+    def _ensure_started(self) -> None:
+        try:
+            super()._ensure_started()
+        except TargetError:
+            self._drop_spare()  # given up: no process of ours is left behind
+            raise
+
+    def _begin(self, child: Child) -> None:
+        """Make `child` the running target: attach the pipes and settle hello."""
+        self._child = child
+        self.proc = child.popen
+        self._wire.attach(child)
         request = {"op": "hello", "protocol": PROTOCOL}
         if self.modes:
             request["modes"] = list(self.modes)
@@ -174,6 +237,7 @@ class CommandTarget(RestartPolicy, Described):
             self.name = name
 
     def close(self) -> None:
+        self._drop_spare()
         child, self._child, self.proc = self._child, None, None
         if child is not None:
             child.close()
