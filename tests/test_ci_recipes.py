@@ -1,6 +1,8 @@
-"""CI recipes: the GitHub workflow's commands are the ones run here (against
-the reference and a zoo bug, with small budgets), and the ClusterFuzzLite
-build script builds exactly the harnesses in harnesses/."""
+"""CI recipes: the reusable action (action.yml) has its `run:` steps run here, with the
+inputs substituted, against the reference and a zoo bug with small budgets; the
+repository's workflow uses that action; the ClusterFuzzLite build script builds exactly
+the harnesses in harnesses/ (and bakes in the adapter it is told), and the workflow files
+a project copies use it."""
 
 import json
 import os
@@ -11,132 +13,196 @@ import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import yaml
 
 from vsock_fuzz.cli import report
 
 ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action.yml"
 WORKFLOW = ROOT / ".github" / "workflows" / "vsock-fuzz.yml"
 CFLITE = ROOT / ".clusterfuzzlite"
+BUG = f"cmd:{sys.executable} -m vsock_fuzz.zoo.region_end"  # CVE-2019-18960 class
 
 
-# --- a reader for the YAML this workflow uses (no YAML library needed) ---------------
-
-def steps(text: str) -> list[dict]:
-    """The job's steps as {key: value}; a `run: |` block is joined into one script."""
-    out: list[dict] = []
-    lines = text.splitlines()
-    i = 0
-    in_steps = False
-    while i < len(lines):
-        line = lines[i]
-        if line.strip() == "steps:":
-            in_steps, step_indent = True, len(line) - len(line.lstrip())
-        elif in_steps and line.strip() and len(line) - len(line.lstrip()) <= step_indent:
-            in_steps = False
-        elif in_steps and line.lstrip().startswith("- "):
-            out.append({})
-            line = line.replace("- ", "  ", 1)
-        if in_steps and out:
-            m = re.match(r"^(\s*)([A-Za-z_-]+):\s*(.*)$", line)
-            if m and len(m[1]) == step_indent + 4:
-                key, value = m[2], m[3]
-                if value in ("|", ">"):
-                    block = []
-                    while i + 1 < len(lines) and (not lines[i + 1].strip()
-                                                  or len(lines[i + 1]) - len(lines[i + 1].lstrip()) > len(m[1])):
-                        i += 1
-                        block.append(lines[i].strip())
-                    value = "\n".join(b for b in block if b)
-                out[-1][key] = value
-        i += 1
-    return out
+def load(path: Path) -> dict:
+    # PyYAML reads a bare `on:` key as True (YAML 1.1); give it back its name.
+    doc = yaml.safe_load(path.read_text())
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
 
 
-def job_env(text: str) -> dict:
-    env, inside = {}, False
-    for line in text.splitlines():
-        if re.match(r"^    env:\s*$", line):
-            inside = True
-        elif inside and re.match(r"^      [A-Z_]+:", line):
-            key, value = line.strip().split(":", 1)
-            env[key] = value.strip().strip('"')
-        elif inside:
-            inside = False
-    return env
+def action() -> dict:
+    return load(ACTION)
 
 
-def vsock_fuzz_steps():
-    return [s for s in steps(WORKFLOW.read_text()) if s.get("run", "").startswith(".venv/bin/vsock-fuzz ")]
+def step(name: str) -> dict:
+    return next(s for s in action()["runs"]["steps"] if s.get("name") == name)
 
 
-def run_step(step: dict, tmp_path: Path, **env) -> subprocess.CompletedProcess:
-    """The step's command, verbatim, from the repository root, with the job's env and small budgets."""
-    full = dict(os.environ, **job_env(WORKFLOW.read_text()))
-    full.update(REPORTS=str(tmp_path / "reports"), FINDINGS=str(tmp_path / "findings"),
-                GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"), FUZZ_SECONDS="3", **env)
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", step["run"]], cwd=ROOT, env=full,
-                          capture_output=True, text=True, timeout=120)
+# --- evaluating the action's steps as the runner does (the expressions it uses) ---------
+
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
-# --- the workflow ---------------------------------------------------------------------
+def value(expr: str, ctx: dict):
+    """One expression of the forms action.yml uses: inputs.X, runner.temp, !cancelled(),
+    A != 'B', A == 'B' and &&."""
+    parts = [p.strip() for p in expr.split("&&")]
+    if len(parts) > 1:
+        return all(value(p, ctx) for p in parts)
+    if expr == "!cancelled()":
+        return True
+    m = re.fullmatch(r"(\S+)\s*(==|!=)\s*'([^']*)'", expr)
+    if m:
+        return (str(value(m[1], ctx)) == m[3]) == (m[2] == "==")
+    if re.fullmatch(r"[a-z]+\.[a-z-]+", expr):
+        scope, key = expr.split(".")
+        return ctx[scope][key]
+    raise AssertionError(f"an expression this test cannot evaluate: {expr!r}")
 
-def test_workflow_shape():
-    text = WORKFLOW.read_text()
-    assert re.search(r"^on:\n  pull_request:", text, re.M)
-    all_steps = steps(text)
-    names = [s.get("name") for s in all_steps]
-    assert names.index("Install vsock-fuzz") < names.index("Replay corpus/regressions") \
-        < names.index("Conformance matrix") < names.index("Fuzz") < names.index("Upload reports and findings")
-    install = next(s for s in all_steps if s.get("name") == "Install vsock-fuzz")
-    assert install["run"] == "make venv" and re.search(r"^venv:", (ROOT / "Makefile").read_text(), re.M)
-    commands = [s["run"].split()[1] for s in vsock_fuzz_steps()]
-    assert commands == ["replay", "check", "fuzz"]
-    # Every report step runs even when an earlier one failed, so every report is written.
-    for s in vsock_fuzz_steps()[1:] + [all_steps[-1]]:
-        assert s.get("if") == "${{ !cancelled() }}", s["name"]
-    upload = all_steps[-1]
+
+def substitute(text: str, ctx: dict) -> str:
+    return EXPR.sub(lambda m: str(value(m[1], ctx)), text)
+
+
+def condition(s: dict, ctx: dict) -> bool:
+    cond = s.get("if")
+    if cond is None:
+        return True
+    m = EXPR.fullmatch(cond.strip())
+    return bool(value(m[1] if m else cond, ctx))
+
+
+def run_action(tmp_path: Path, cwd: Path, **inputs) -> dict:
+    """Every `run:` step of the action after the install (vsock-fuzz is already on PATH: this
+    venv), with the inputs substituted, in order, as the runner runs a composite action;
+    returns {step name: CompletedProcess} for the steps whose condition held."""
+    spec = action()
+    values = {k: str(v.get("default", "")) for k, v in spec["inputs"].items()}
+    values.update({k: str(v) for k, v in inputs.items()})
+    temp = tmp_path / "runner-temp"
+    temp.mkdir(exist_ok=True)
+    ctx = {"inputs": values, "runner": {"temp": str(temp)}}
+    base = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RUNNER_TEMP=str(temp),
+                GITHUB_ACTION_PATH=str(ROOT), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+                GITHUB_PATH=str(tmp_path / "github_path"))
+    done = {}
+    for s in spec["runs"]["steps"]:
+        if "run" not in s or s.get("name") == "Install vsock-fuzz" or not condition(s, ctx):
+            continue
+        assert s.get("shell") == "bash", s["name"]
+        env = dict(base, **{k: substitute(str(v), ctx) for k, v in s.get("env", {}).items()})
+        done[s["name"]] = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", s["run"]],
+                                         cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return done
+
+
+def why(p: subprocess.CompletedProcess) -> str:
+    return p.stdout[-2000:] + p.stderr[-2000:]
+
+
+# --- the action -------------------------------------------------------------------------
+
+def test_action_shape():
+    spec = action()
+    assert spec["runs"]["using"] == "composite"
+    assert {"target", "device-options", "fuzz-seconds", "regressions", "fail-on"} <= set(spec["inputs"])
+    assert spec["inputs"]["target"]["required"] is True
+    steps = spec["runs"]["steps"]
+    names = [s.get("name", s.get("uses")) for s in steps]
+    order = ["Install vsock-fuzz", "Restore the fuzz corpus", "Replay the regressions", "Conformance matrix",
+             "Fuzz", "Save the fuzz corpus", "Upload reports, findings and corpus"]
+    assert [n for n in names if n in order] == order
+    assert steps[0]["uses"].startswith("actions/setup-python@")
+    # Installed from the action's own checkout: the ref the caller names pins the version.
+    install = step("Install vsock-fuzz")["run"]
+    assert re.search(r'pip install -q "\$GITHUB_ACTION_PATH"$', install, re.M)
+    assert 'echo "$VENV/bin" >> "$GITHUB_PATH"' in install
+    # Every step after the install runs even when an earlier one found something.
+    for s in steps[2:]:
+        assert s.get("if", "").startswith("${{ !cancelled()") or s["name"] == "Restore the fuzz corpus", s["name"]
+    # Inputs reach scripts through env only (no ${{ }} inside a script).
+    for s in steps:
+        if "run" in s:
+            assert "${{" not in s["run"], s["name"]
+    # The corpus restored, saved and uploaded is the visible folder the fuzz step fills.
+    restore, save = step("Restore the fuzz corpus"), step("Save the fuzz corpus")
+    assert restore["uses"].startswith("actions/cache/restore@") and save["uses"].startswith("actions/cache/save@")
+    assert restore["with"]["path"] == save["with"]["path"] == "${{ inputs.output }}/corpus"
+    assert restore["with"]["key"] == save["with"]["key"] and save["with"]["key"].startswith(restore["with"]["restore-keys"])
+    upload = step("Upload reports, findings and corpus")
     assert upload["uses"].startswith("actions/upload-artifact@")
-    env = job_env(text)
-    for s in vsock_fuzz_steps():
-        outs = re.findall(r'"\$(REPORTS|FINDINGS)/', s["run"])
-        assert outs, s["run"]
-        assert "--markdown \"$GITHUB_STEP_SUMMARY\"" in s["run"]
-    assert {"TARGET", "FUZZ_SECONDS", "REPORTS", "FINDINGS"} <= set(env)
+    assert upload["with"]["path"].splitlines() == [f"${{{{ inputs.output }}}}/{d}" for d in ("reports", "findings", "corpus")]
 
 
-def test_workflow_uploads_what_the_commands_write():
-    text = WORKFLOW.read_text()
-    upload_block = text[text.index("actions/upload-artifact@"):]
-    assert "${{ env.REPORTS }}" in upload_block and "${{ env.FINDINGS }}" in upload_block
+def test_workflow_uses_the_action():
+    wf = load(WORKFLOW)
+    assert "pull_request" in wf["on"]
+    (job,) = wf["jobs"].values()
+    uses = [s for s in job["steps"] if s.get("uses") == "./"]
+    assert len(uses) == 1 and job["steps"][0]["uses"].startswith("actions/checkout@")
+    assert set(uses[0]["with"]) <= set(action()["inputs"])
+    assert uses[0]["with"]["target"] == "reference"
+    assert (ROOT / uses[0]["with"]["regressions"]).is_dir()
 
 
-def test_workflow_commands_pass_on_the_reference(tmp_path):
-    for step in vsock_fuzz_steps():
-        done = run_step(step, tmp_path, TARGET="reference")
-        assert done.returncode == 0, f"{step['name']}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-    reports = tmp_path / "reports"
+def test_action_passes_on_the_reference(tmp_path):
+    """The repository's own workflow, its inputs as it gives them (a shorter campaign)."""
+    (job,) = load(WORKFLOW)["jobs"].values()
+    given = next(s for s in job["steps"] if s.get("uses") == "./")["with"]
+    out = tmp_path / "vsock-fuzz"
+    done = run_action(tmp_path, ROOT, **{**given, "fuzz-seconds": "3", "output": str(out)})
+    assert list(done) == ["Replay the regressions", "Conformance matrix", "Fuzz"]
+    for name, p in done.items():
+        assert p.returncode == 0, f"{name}: {why(p)}"
+    reports = out / "reports"
     assert sorted(p.name for p in reports.iterdir()) == sorted(
-        f"{c}.{e}" for c in ("replay", "check", "fuzz") for e in ("json", "xml"))
+        f"{c}.{e}" for c in ("replay", "check", "fuzz") for e in ("json", "xml", "sarif"))
     for name in ("replay", "check", "fuzz"):
         rep = json.loads((reports / f"{name}.json").read_text())
         assert report.validate(rep) == [] and rep["status"] == "pass" and rep["command"] == name
         assert ET.parse(reports / f"{name}.xml").getroot().tag == "testsuites"
+        assert json.loads((reports / f"{name}.sarif").read_text())["version"] == "2.1.0"
     summary = (tmp_path / "summary.md").read_text()
-    assert [m for m in re.findall(r"^## vsock-fuzz (\w+)", summary, re.M)] == ["replay", "check", "fuzz"]
+    assert re.findall(r"^## vsock-fuzz (\w+)", summary, re.M) == ["replay", "check", "fuzz"]
     assert json.loads((reports / "replay.json").read_text())["stats"]["files"] > 0  # the regressions ran
+    # The grown corpus is in the visible folder the action caches and uploads.
+    grown = sorted(p.name for p in (out / "corpus").iterdir())
+    assert grown and set(grown) == {p.name for p in (out / "findings" / "fuzz" / ".corpus" / "atheris").iterdir()}
+    assert "corpus: " in done["Fuzz"].stdout
 
 
-def test_workflow_fails_on_a_buggy_target(tmp_path):
-    # CVE-2019-18960 class: the job must go red at the replay and the matrix.
-    bug = f"cmd:{sys.executable} -m vsock_fuzz.zoo.region_end"
-    replay, check = vsock_fuzz_steps()[:2]
-    for step in (replay, check):
-        done = run_step(step, tmp_path, TARGET=bug)
-        assert done.returncode == 1, f"{step['name']}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-    rep = json.loads((tmp_path / "reports" / "check.json").read_text())
+def test_action_fails_on_a_buggy_target(tmp_path):
+    # The replay and the matrix go red; regressions and output relative to the caller's workspace.
+    work = tmp_path / "repo"
+    (work / "regressions").mkdir(parents=True)
+    for p in (ROOT / "corpus" / "regressions").glob("safety.slice-in-region-*"):
+        (work / "regressions" / p.name).write_bytes(p.read_bytes())
+    assert list((work / "regressions").iterdir())
+    done = run_action(tmp_path, work, target=BUG, regressions="regressions", **{"fuzz-seconds": "0"})
+    assert list(done) == ["Replay the regressions", "Conformance matrix"]  # fuzz-seconds 0: no campaign
+    for name, p in done.items():
+        assert p.returncode == 1, f"{name}: {why(p)}"
+    reports = work / "vsock-fuzz" / "reports"
+    rep = json.loads((reports / "check.json").read_text())
     assert rep["families"]["safety"]["verdict"] == "fail"
-    kept = list((tmp_path / "findings" / "check").glob("safety.*.bin"))
+    kept = list((work / "vsock-fuzz" / "findings" / "check").glob("safety.*.bin"))
     assert kept, "the safety finding's reproducer is in the uploaded directory"
+    log = json.loads((reports / "check.sarif").read_text())
+    uris = [loc["physicalLocation"]["artifactLocation"]["uri"]
+            for r in log["runs"][0]["results"] for loc in r.get("locations", [])]
+    assert any(u.startswith("vsock-fuzz/findings/check/safety.") and (work / u).is_file() for u in uris)
+    assert json.loads((reports / "replay.json").read_text())["families"]["safety"]["verdict"] == "fail"
+
+
+def test_action_device_options_reach_every_command(tmp_path):
+    """device-options split into arguments of each command: a bad one fails each step with exit 2."""
+    done = run_action(tmp_path, tmp_path, target="reference", regressions=str(ROOT / "corpus" / "regressions"),
+                      **{"device-options": "--max-data-size 0", "fuzz-seconds": "1"})
+    assert list(done) == ["Replay the regressions", "Conformance matrix", "Fuzz"]
+    for name, p in done.items():
+        assert p.returncode == 2 and "max-data-size" in p.stderr, f"{name}: {why(p)}"
 
 
 # --- ClusterFuzzLite --------------------------------------------------------------------
@@ -177,6 +243,51 @@ def test_cflite_build_builds_every_harness_with_seeds_and_dict(tmp_path):
         with zipfile.ZipFile(out / f"{name}_seed_corpus.zip") as z:
             assert sorted(Path(n).name for n in z.namelist() if not n.endswith("/")) == \
                 sorted(p.name for p in seeds.iterdir() if p.is_file())
+
+
+def test_cflite_build_bakes_in_the_adapter_it_is_told(tmp_path):
+    """VSOCK_FUZZ_TARGET set at build time becomes fuzz_target's default target: the built
+    harness, run with no VSOCK_FUZZ_TARGET, fuzzes that device (a zoo bug: it stops on it)."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls"
+    (stubs / "compile_python_fuzzer").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    (stubs / "pip3").write_text("#!/bin/sh\n")
+    for tool in ("compile_python_fuzzer", "pip3"):
+        (stubs / tool).chmod(0o755)
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir(), work.mkdir()
+    spec = "py:vsock_fuzz.zoo.region_end:parse"
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", OUT=str(out), SRC=str(tmp_path), WORK=str(work),
+               VSOCK_FUZZ_TARGET=spec)
+    done = subprocess.run(["bash", str(CFLITE / "build.sh")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    built = [Path(c.split()[0]) for c in log.read_text().splitlines()]
+    baked = next(p for p in built if p.stem == "fuzz_target")
+    assert baked == work / "baked" / "fuzz_target.py"
+    assert [p for p in built if p.stem != "fuzz_target"] == \
+        [Path("harnesses") / f"{h}.py" for h in harnesses() if h != "fuzz_target"]
+    text = baked.read_text()
+    assert text.startswith("#!/usr/bin/env python3\n") and f'"VSOCK_FUZZ_TARGET", "{spec}")' in text
+    assert text.splitlines()[2:] == (ROOT / "harnesses" / "fuzz_target.py").read_text().splitlines()[1:]
+    run_env = {k: v for k, v in os.environ.items() if k != "VSOCK_FUZZ_TARGET"}
+    fuzzed = subprocess.run([sys.executable, str(baked), "-runs=3000", "-seed=1", str(ROOT / "corpus" / "target")],
+                            cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=120)
+    assert fuzzed.returncode != 0 and "safety." in fuzzed.stdout + fuzzed.stderr, why(fuzzed)
+
+
+def test_cflite_workflows_a_project_copies():
+    modes = {}
+    for path in sorted((CFLITE / "workflows").glob("*.yml")):
+        wf = load(path)
+        (job,) = wf["jobs"].values()
+        build, run = job["steps"]
+        assert build["uses"] == "google/clusterfuzzlite/actions/build_fuzzers@v1"
+        assert build["with"]["language"] == load(CFLITE / "project.yaml")["language"] == "python"
+        assert run["uses"] == "google/clusterfuzzlite/actions/run_fuzzers@v1"
+        assert int(run["with"]["fuzz-seconds"]) > 0
+        modes[run["with"]["mode"]] = set(wf["on"])
+    assert modes == {"code-change": {"pull_request"}, "batch": {"schedule", "workflow_dispatch"}}
 
 
 # --- make coverage -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import sys
 
 # Each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "show", "convert")
+COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "show", "convert", "seeds")
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 

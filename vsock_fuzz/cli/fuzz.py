@@ -20,8 +20,14 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="libFuzzer seed (default: random)")
     p.add_argument("--fail-on", choices=("critical", "error", "warning"), default="error",
                    help="lowest severity that makes the exit status 1 (default: error)")
-    p.add_argument("--corpus", nargs="+", default=[], metavar="DIR", help="seed corpus directories (binary cases)")
-    p.add_argument("--dict", default=None, metavar="FILE", help="libFuzzer dictionary for the atheris engine")
+    p.add_argument("--corpus", nargs="+", default=None, metavar="DIR",
+                   help="seed corpus directories (binary cases; default: the packaged seeds, "
+                        "which `vsock-fuzz seeds DIR` writes out)")
+    p.add_argument("--dict", default=None, metavar="FILE",
+                   help="libFuzzer dictionary for the atheris engine (default: the packaged vsock.dict)")
+    p.add_argument("--no-seeds", action="store_true",
+                   help="start from an empty corpus with no dictionary: leave out the packaged seeds and "
+                        "vsock.dict (a --corpus or --dict given still applies)")
     p.add_argument("--stop-on", nargs="+", default=[], metavar="ORACLE",
                    help="end the campaign at the first finding of these oracles or families "
                         "(e.g. safety.crash, safety), or 'fail': any finding at or above --fail-on")
@@ -42,12 +48,25 @@ def run(args) -> int:
     camp = Campaign(Options(
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
-        corpus=args.corpus, timeout=args.timeout, dict=args.dict, minimize_time=args.minimize_time,
+        corpus=_seeds(args)[0], timeout=args.timeout, dict=_seeds(args)[1], minimize_time=args.minimize_time,
         stop_on=tuple(args.stop_on), target_options=_limits(args)))
     code = camp.run()
-    if args.json or args.junit or args.markdown:
+    if args.json or args.junit or args.markdown or getattr(args, "sarif", None):
         _report(rep, camp, code, args)
     return code
+
+
+def _seeds(args) -> tuple[list, str | None]:
+    """The seed corpus directories and dictionary: the packaged ones unless given or --no-seeds."""
+    import os
+    from ..engines.seeds import packaged
+    corpus, dictionary = args.corpus, args.dict
+    if not args.no_seeds:
+        if corpus is None:
+            corpus = [os.path.join(packaged(), "target")]
+        if dictionary is None:
+            dictionary = os.path.join(packaged(), "vsock.dict")
+    return list(corpus or []), dictionary
 
 
 def _limits(args) -> dict:

@@ -119,25 +119,44 @@ def fails(rep: dict, finding: dict) -> bool:
 
 
 def family_verdicts(rep: dict) -> dict:
-    """One verdict per family from the report's findings and its --fail-on."""
+    """One verdict per family from the report's findings and its --fail-on; in a run that
+    could not complete (status error) every family without a failing finding reads error."""
     out = {}
     for fam in FAMILIES:
         found = [f for f in rep["findings"] if f["family"] == fam]
         verdict = "fail" if any(fails(rep, f) for f in found) else ("warn" if found else "pass")
         out[fam] = {"verdict": verdict, "findings": len(found)}
-    return out
+    return _incomplete(rep, out)
+
+
+def _incomplete(rep: dict, families: dict) -> dict:
+    if rep.get("status") == "error":
+        for v in families.values():
+            if v["verdict"] != "fail":
+                v["verdict"] = "error"
+    return families
 
 
 def finish(rep: dict, *, exit_code: int, stats: dict | None = None, error: str | None = None) -> dict:
-    """Close the report: finished time, exit code, status, stats and family verdicts."""
+    """Close the report: finished time, exit code, status, stats and family verdicts.
+
+    A run that could not complete (exit status 2 or more) always carries its reason in
+    `error` (a generic one naming the exit status when the caller has none), and its
+    families read error unless a finding failed them."""
     rep["finished"] = utc_now()
     rep["exit_code"] = exit_code
     rep["status"] = "error" if exit_code >= 2 else ("fail" if exit_code else "pass")
     if error:
         rep["error"] = error
+    elif rep["status"] == "error" and not rep.get("error"):
+        rep["error"] = ("interrupted" if exit_code == 130 else
+                        f"the run did not complete (exit status {exit_code}); its standard error says why")
     if stats:
         rep["stats"].update(stats)
-    rep.setdefault("families", family_verdicts(rep))
+    if "families" in rep:
+        _incomplete(rep, rep["families"])
+    else:
+        rep["families"] = family_verdicts(rep)
     return rep
 
 
@@ -211,7 +230,8 @@ def to_junit(rep: dict) -> str:
     top = ET.Element("testsuites", name="vsock-fuzz", tests=str(len(cases) + errors),
                      failures=str(failures), errors=str(errors), time=f"{_seconds(rep):.3f}")
     suite = ET.SubElement(top, "testsuite", name=suite_name, tests=str(len(cases) + errors),
-                          failures=str(failures), errors=str(errors), skipped="0",
+                          failures=str(failures), errors=str(errors),
+                          skipped=str(len(cases) - failures if errors else 0),  # not checked in full
                           time=f"{_seconds(rep):.3f}", timestamp=rep["started"].rstrip("Z"))
     props = ET.SubElement(suite, "properties")
     for name, value in (("target.name", rep["target"]["name"]), ("target.version", rep["target"]["version"]),
@@ -220,12 +240,14 @@ def to_junit(rep: dict) -> str:
         ET.SubElement(props, "property", name=name, value=value)
     if errors:
         tc = ET.SubElement(suite, "testcase", classname=f"vsock-fuzz.{rep['command']}", name="run", time="0")
-        ET.SubElement(tc, "error", message=rep.get("error", "the run did not complete"), type="TargetError")
+        ET.SubElement(tc, "error", message=rep.get("error") or "the run did not complete", type="TargetError")
     for classname, name, outcome, message, text in cases:
         tc = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
         if outcome == "failure":
             el = ET.SubElement(tc, "failure", message=message, type=classname.rsplit(".", 1)[-1])
             el.text = text
+        elif errors:
+            ET.SubElement(tc, "skipped", message=f"not checked in full: {rep.get('error') or 'the run did not complete'}")
         elif text:
             ET.SubElement(tc, "system-out").text = text
     ET.indent(top)
@@ -263,7 +285,7 @@ def _junit_cases(rep: dict):
 def to_markdown(rep: dict, max_rows: int = 50) -> str:
     """A summary for a CI job page (GitHub's $GITHUB_STEP_SUMMARY)."""
     t = rep["target"]
-    icon = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+    icon = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
     status = {"pass": "✅ pass", "fail": "❌ fail", "error": "💥 error"}[rep["status"]]
     lines = [f"## vsock-fuzz {rep['command']}: {status}", "",
              f"Target `{t['spec'] or t['name']}` ({_md((t['name'] + ' ' + t['version']).strip())}), profile `{rep['profile']}`, "
@@ -307,24 +329,27 @@ def add_report_options(p) -> None:
     p.add_argument("--json", metavar="FILE", help="write the JSON report (vsock_fuzz/report-schema.json)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML for a CI test page")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (appended when FILE is $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--sarif", metavar="FILE", help="write SARIF 2.1.0 (GitHub code scanning): one rule per oracle, "
+                                                   "one result per root cause or finding")
 
 
 def write_for_args(rep: dict, args) -> list[str]:
-    return write_reports(rep, args.json, args.junit, args.markdown)
+    return write_reports(rep, args.json, args.junit, args.markdown, getattr(args, "sarif", None))
 
 
 def write_reports(rep: dict, json_path: str | None = None, junit_path: str | None = None,
-                  markdown_path: str | None = None) -> list[str]:
+                  markdown_path: str | None = None, sarif_path: str | None = None) -> list[str]:
     """Write the requested renderings atomically; returns the paths written.
 
     The Markdown path may be an existing file another step appends to (GitHub's
     $GITHUB_STEP_SUMMARY): the summary is then appended, not swapped in.
     """
     written = []
-    for path in (json_path, junit_path, markdown_path):
+    for path in (json_path, junit_path, markdown_path, sarif_path):
         if path and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-    for path, text in ((json_path, to_json), (junit_path, to_junit)):
+    from .sarif import to_sarif
+    for path, text in ((json_path, to_json), (junit_path, to_junit), (sarif_path, to_sarif)):
         if path:
             atomic_write(path, text(rep).encode())
             written.append(path)

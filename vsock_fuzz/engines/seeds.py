@@ -11,6 +11,11 @@ files already there are kept (a fuzzer adds its own inputs to a corpus).
 
 Harnesses: `tx` and `rx` get the packet layouts of their queue, `chain` the
 chain-walk families of both queues, `target` everything.
+
+The package ships them: `packaged()` is `vsock_fuzz/data/` in an installed
+wheel (built from corpus/, their one source) and corpus/ in a checkout;
+`vsock-fuzz seeds DIR` copies them out, and `vsock-fuzz fuzz` starts from
+`packaged()/target` with `packaged()/vsock.dict` unless told otherwise.
 """
 
 from __future__ import annotations
@@ -229,6 +234,37 @@ def generate(root: str, *, clean: bool = False) -> dict[str, int]:
                     os.unlink(os.path.join(d, name))
         counts[harness] = len(names)
     atomic_write(os.path.join(root, "vsock.dict"), dictionary_text().encode())
+    return counts
+
+
+def packaged() -> str:
+    """The directory holding the shipped seeds (`<harness>/`) and `vsock.dict`."""
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # vsock_fuzz/
+    tried = (os.path.join(pkg, "data"), os.path.join(os.path.dirname(pkg), "corpus"))
+    for d in tried:
+        if os.path.isfile(os.path.join(d, "vsock.dict")) and all(os.path.isdir(os.path.join(d, h)) for h in HARNESSES):
+            return d
+    raise FileNotFoundError(f"no packaged seed corpus in {' or '.join(tried)}")
+
+
+def copy_packaged(dest: str, *, overwrite: bool = False) -> dict[str, int]:
+    """Copy the shipped seeds and dictionary into `dest` (files there are kept unless
+    `overwrite`); returns seeds per harness, plus "vsock.dict": 1 when it was written."""
+    import shutil
+    src = packaged()
+    counts: dict[str, int] = {}
+    for harness in HARNESSES:
+        os.makedirs(os.path.join(dest, harness), exist_ok=True)
+        names = sorted(n for n in os.listdir(os.path.join(src, harness)) if not n.startswith("."))
+        for name in names:
+            to = os.path.join(dest, harness, name)
+            if overwrite or not os.path.exists(to):
+                shutil.copyfile(os.path.join(src, harness, name), to)
+        counts[harness] = len(names)
+    to = os.path.join(dest, "vsock.dict")
+    if overwrite or not os.path.exists(to):
+        shutil.copyfile(os.path.join(src, "vsock.dict"), to)
+        counts["vsock.dict"] = 1
     return counts
 
 
