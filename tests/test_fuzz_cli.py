@@ -82,9 +82,15 @@ def test_zoo_bug_found_exit_1_and_reproducer_replays(tmp_path):
     assert "NEW finding: safety.crash (critical)" in r.stdout
     assert "stopped: --stop-on safety.crash" in r.stdout
     summary = r.stdout.split("== vsock-fuzz summary")[1]
-    m = re.search(r"^safety\.crash \(critical.*\n  - .*\n    first after [\d.]+s \[atheris\]; reproducer (\S+)\.bin", summary, re.M)
-    assert m, summary
+    # One entry per root cause: its severity, oracle and title, counts and rule, reproducer, replay command.
+    m = re.search(r"^1\. \[critical\] safety\.crash: crashes .*\n   \d+ distinct finding\(s\), \d+ case\(s\); rule: .*\n"
+                  r"   reproducer (\S+)\.bin\n   reproduce: vsock-fuzz replay --target \S+ (\S+)\.bin", summary, re.M)
+    assert m and m[1] == m[2], summary
     stem = m[1]
+    verbose = fuzz("--target", QUEUE_ZERO, "--runs", 300, "--out", tmp_path / "again", "--seed", 1,
+                   "--minimize-time", 0, "--verbose")
+    assert re.search(r"^safety\.crash \(critical.*\n  - .*\n    first after [\d.]+s \[atheris\]; reproducer \S+\.bin",
+                     verbose.stdout.split("== vsock-fuzz summary")[1], re.M), verbose.stdout
     for suffix in (".bin", ".json", ".finding.json"):
         assert os.path.getsize(stem + suffix) > 0
     found = json.loads(Path(stem + ".finding.json").read_text())
@@ -105,7 +111,7 @@ def test_fail_on_critical_ignores_lesser_findings(tmp_path):
              "--seed", 1, "--fail-on", "critical", "--minimize-time", 0, "--corpus", SEEDS,
              "--stop-on", "interop.linux-rejected")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "interop.linux-rejected (error" in r.stdout
+    assert "[error] interop.linux-rejected: rejects the Linux" in r.stdout
     assert any(f["oracle"] == "interop.linux-rejected" for f in findings_in(tmp_path))
 
 
@@ -149,7 +155,7 @@ def test_sigint_prints_summary_and_leaves_findings(tmp_path):
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stdout + stderr
     assert "stopped: interrupted by SIGINT" in stdout
-    assert "safety.crash (critical" in stdout.split("== vsock-fuzz summary")[1]
+    assert "[critical] safety.crash: crashes" in stdout.split("== vsock-fuzz summary")[1]
     fs = findings_in(out)
     assert any(f["oracle"] == "safety.crash" for f in fs)
     for f in fs:  # every finding complete: its case files next to it
@@ -184,9 +190,9 @@ def test_hypothesis_engine_drives_the_strategies(tmp_path):
     # tx_writable (spec 2.7.4.1: tx data read from a device-writable buffer): the direction
     # strategies make it in about a second.
     r = fuzz("--target", "py:vsock_fuzz.zoo.tx_writable:parse", "--engine", "hypothesis", "--max-time", 60,
-             "--stop-on", "safety.direction", "--out", tmp_path, "--seed", 1, "--minimize-time", 0)
+             "--stop-on", "safety.read-writable", "--out", tmp_path, "--seed", 1, "--minimize-time", 0)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert re.search(r"NEW finding: safety\.direction \(critical\) after [\d.]+s \[hypothesis\]", r.stdout)
+    assert re.search(r"NEW finding: safety\.read-writable \(error\) after [\d.]+s \[hypothesis\]", r.stdout)
     assert re.search(r"\(\d+ exec/s; hypothesis \d+\)", r.stdout)
 
 

@@ -53,6 +53,8 @@ from .value import Case, CaseError
 CASE_VERSION = 1
 FINDING_SUFFIX = ".finding.json"
 SKIP_SUFFIXES = (".dict", ".options", ".md", ".txt")
+# What a campaign's output directory holds besides cases: its root causes for the next run.
+SKIP_NAMES = ("root-causes.json",)
 MAX_FILE = 64 << 20  # bytes; a larger file is no case this harness wrote
 
 
@@ -181,7 +183,7 @@ def dumps_case(case: Case) -> bytes:
 # --- walking a corpus ----------------------------------------------------------
 
 def _skipped(name: str) -> bool:
-    return name.startswith(".") or name.endswith(SKIP_SUFFIXES)
+    return name.startswith(".") or name.endswith(SKIP_SUFFIXES) or name in SKIP_NAMES
 
 
 def list_files(paths: Iterable[str]) -> Iterator[str | CorpusError]:

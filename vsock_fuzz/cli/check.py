@@ -51,6 +51,7 @@ def run(args) -> int:
     seconds = time.monotonic() - t0
 
     rep["rows"], rep["findings"] = [], []
+    found = []  # (finding, kept file, replay command) for the root causes
     for res in results:
         rep["rows"].append(_row_entry(res))
         for f in res.findings:
@@ -62,6 +63,10 @@ def run(args) -> int:
             else:
                 command = _row_command(args, res.row.name)
             rep["findings"].append(report.finding_entry(f, path=path, command=command, row=res.row.name))
+            found.append((f, path, command or f"vsock-fuzz replay --target {shlex.quote(args.target)} {path}"))
+    from ..oracles.triage import of_findings
+    causes = of_findings(found)
+    rep["root_causes"] = report.root_cause_entries(causes)
     families = check.family_verdicts(results, args.strict)
     rep["families"] = {fam: {"verdict": v["verdict"], "findings": v["findings"], "rows": v["rows"]}
                        for fam, v in families.items()}
@@ -78,6 +83,14 @@ def run(args) -> int:
               f"verdict): judged by no oracle")
     for fam, v in families.items():
         print(_family_line(fam, v))
+    if causes:
+        from ..engines.summary import root_causes
+        from ..oracles import SEVERITY_ORDER
+        print(f"\n{len(causes)} root cause(s) behind the findings"
+              + (f" (reproducers in {args.out}/):" if args.out else " (each reproduced by its row: --row NAME):"),
+              end="")
+        for line in root_causes(causes, SEVERITY_ORDER["error"], lambda cause: False, ""):
+            print(line)
     print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
           f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
     code = EXIT_FINDINGS if failed else EXIT_CLEAN

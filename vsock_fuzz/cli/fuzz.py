@@ -31,6 +31,11 @@ def add_arguments(p) -> None:
     p.add_argument("--stop-on", nargs="+", default=[], metavar="ORACLE",
                    help="end the campaign at the first finding of these oracles or families "
                         "(e.g. safety.crash, safety), or 'fail': any finding at or above --fail-on")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="the summary lists every distinct finding by oracle, not one entry per root cause")
+    p.add_argument("--fail-on-new", action="store_true",
+                   help="exit 1 only for root causes at or above --fail-on that no earlier run into the same "
+                        "--out recorded (its root-causes.json); the known ones are listed, not failed")
     p.add_argument("--minimize-time", type=float, default=None, metavar="S",
                    help="seconds for minimizing the reproducers after the campaign "
                         "(default: a quarter of --max-time, 5 to 60; 0: do not minimize)")
@@ -49,7 +54,8 @@ def run(args) -> int:
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
         corpus=_seeds(args)[0], timeout=args.timeout, dict=_seeds(args)[1], minimize_time=args.minimize_time,
-        stop_on=tuple(args.stop_on), target_options=_limits(args)))
+        stop_on=tuple(args.stop_on), target_options=_limits(args), verbose=args.verbose,
+        fail_on_new=args.fail_on_new))
     code = camp.run()
     if args.json or args.junit or args.markdown or getattr(args, "sarif", None):
         _report(rep, camp, code, args)
@@ -93,8 +99,9 @@ def _report(rep: dict, camp, code: int, args) -> None:
             obj, path=stem and stem + ".bin", count=max(d.hits, 1),
             command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}" if stem
             else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
+    rep["root_causes"] = report.root_cause_entries(camp.causes, camp.is_new)
     n, t = camp.pool.total_execs(), camp.elapsed
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
              "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),
              "unsupported": sum(camp.pool.unsupported().values())}
-    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.pool.fatal), args)
+    report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.why_incomplete()), args)

@@ -13,6 +13,7 @@ and exits 130.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 
@@ -58,6 +59,7 @@ def run(args) -> int:
     rep["target"].update(name=str(target.name), version=str(target.version or ""))
     threshold = SEVERITY_ORDER[args.fail_on]
     by_severity: dict[str, int] = {}
+    found = []  # (finding, file, replay command) for the root causes
     try:
         for item in iter_cases(args.paths):
             if isinstance(item, CorpusError):
@@ -72,9 +74,11 @@ def run(args) -> int:
                 continue
             with_findings += 1
             findings.sort(key=lambda f: -SEVERITY_ORDER[f.severity])
+            command = f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(item.path)}"
             for f in findings:
                 by_severity[f.severity] = by_severity.get(f.severity, 0) + 1
                 rep["findings"].append(report.finding_entry(f, path=item.path))
+                found.append((f, item.path, command))
             if any(SEVERITY_ORDER[f.severity] >= threshold for f in findings):
                 failing += 1
             names = ", ".join(f"{f.oracle} ({f.severity})" for f in findings)
@@ -93,6 +97,14 @@ def run(args) -> int:
         target.close()
     total = ok + with_findings + unreadable
     sev = ", ".join(f"{s} {by_severity[s]}" for s in ("critical", "error", "warning") if s in by_severity)
+    if found:
+        from ..engines.summary import root_causes
+        from ..oracles.triage import of_findings
+        causes = of_findings(found)
+        rep["root_causes"] = report.root_cause_entries(causes)
+        print(f"{len(causes)} root cause(s):", end="")
+        for line in root_causes(causes, threshold, lambda cause: False, ""):
+            print(line)
     print(f"replayed {total} file(s) against {target.name}: {ok} ok, {with_findings} with findings"
           f"{f' ({sev})' if sev else ''}, {unreadable} unreadable{' (interrupted)' if interrupted else ''}")
     if interrupted:

@@ -271,6 +271,15 @@ def _junit_cases(rep: dict):
                 lines.insert(0, f"warning: {message}")
             out.append((f"vsock-fuzz.check.{row['family']}", row["name"], outcome, message, "\n".join(lines)))
         return out
+    if rep.get("root_causes"):
+        bar = SEVERITY_ORDER[rep.get("fail_on", "error")]
+        for c in rep["root_causes"]:
+            outcome = "failure" if SEVERITY_ORDER[c["severity"]] >= bar else "pass"
+            text = (f"{c['findings']} distinct finding(s), {c['cases']} case(s)\n  rule: {c['rule']}"
+                    + (f"\n  reproduce: {c['reproduce']}" if c.get("reproduce") else ""))
+            out.append((f"vsock-fuzz.{rep['command']}.{c['oracle'].split('.')[0]}", f"{c['oracle']}: {c['title']}",
+                        outcome, f"[{c['severity']}] {c['title']}"[:500], text))
+        return out
     names = sorted(set(rep.get("oracles", {})) | {f["oracle"] for f in rep["findings"]})
     for name in names:
         found = [f for f in rep["findings"] if f["oracle"] == name]
@@ -298,7 +307,14 @@ def to_markdown(rep: dict, max_rows: int = 50) -> str:
     for fam, v in rep["families"].items():
         lines.append(f"| {fam} | {icon[v['verdict']]} {v['verdict']} | {v['findings']}"
                      + (f" ({len(v['rows'])} rows)" if "rows" in v else "") + " |")
-    if rep["findings"]:
+    if rep.get("root_causes"):
+        lines += ["", f"### Root causes ({len(rep['root_causes'])}, from {len(rep['findings'])} distinct findings)", "",
+                  "| severity | oracle | root cause | findings | cases | reproduce |", "| --- | --- | --- | --- | --- | --- |"]
+        for c in rep["root_causes"][:max_rows]:
+            new = " **new**" if c.get("new") else ""
+            lines.append(f"| {c['severity']} | `{c['oracle']}` | {_md(c['title'])}{new} | {c['findings']} | {c['cases']} | "
+                         + (f"`{_md(c['reproduce'])}` |" if c.get("reproduce") else "not kept |"))
+    elif rep["findings"]:
         lines += ["", "### Findings", "", "| severity | oracle | rule | message | reproduce |", "| --- | --- | --- | --- | --- |"]
         worst_first = sorted(rep["findings"], key=lambda f: -SEVERITY_ORDER[f["severity"]])
         for f in worst_first[:max_rows]:
@@ -314,6 +330,11 @@ def to_markdown(rep: dict, max_rows: int = 50) -> str:
             lines += [f"| `{r['name']}` | {r['family']} | {r['expected']} | {_md(r['got'])} | {icon[r['verdict']]} {r['verdict']} |"
                       for r in flagged[:max_rows]]
     return "\n".join(lines) + "\n"
+
+
+def root_cause_entries(causes, is_new=lambda cause: False) -> list[dict]:
+    """The report's `root_causes`: oracles.triage's groups, with whether each is new."""
+    return [{**c.to_json(), "new": bool(is_new(c))} for c in causes]
 
 
 def _md(s: str) -> str:

@@ -23,6 +23,7 @@ The per-case path the workers run, and the harnesses' entry points, are engines.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -31,7 +32,29 @@ from dataclasses import dataclass, field
 
 from .findings import Findings
 from .pool import ENGINES, Pool, engines
-from .summary import status_line, summary
+from .summary import hits, status_line, summary
+
+CAUSES_FILE = "root-causes.json"  # in --out: every root cause seen there, for the next run's "new"
+
+
+def known_causes(out: str) -> set[str] | None:
+    """The root causes earlier runs recorded in `out`; None when none did (or the file is unreadable)."""
+    try:
+        with open(os.path.join(out, CAUSES_FILE), encoding="utf-8") as f:
+            return {c["key"] for c in json.load(f)["root_causes"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_causes(out: str, causes: list, known: set[str] | None) -> None:
+    """This run's root causes and the earlier ones, written atomically."""
+    from ..case.corpus import atomic_write
+    earlier = [{"key": k} for k in sorted((known or set()) - {c.key for c in causes})]
+    body = {"root_causes": [c.to_json() for c in causes] + earlier}
+    try:
+        atomic_write(os.path.join(out, CAUSES_FILE), json.dumps(body, indent=1).encode())
+    except OSError:
+        pass  # the findings themselves are on disk already
 
 
 @dataclass
@@ -54,6 +77,8 @@ class Options:
     # open_target's cmd: limits besides timeout (JSON-able). Not default_factory=dict:
     # the field `dict` above shadows the builtin in this class body.
     target_options: dict = field(default_factory=lambda: {})
+    verbose: bool = False      # the summary lists every finding, not one entry per root cause
+    fail_on_new: bool = False  # exit 1 only for root causes the output directory has not seen before
 
 
 class UsageError(Exception):
@@ -129,6 +154,13 @@ class Campaign:
         self.stop_reason: str | None = None
         self.interrupted = False
         self.elapsed = 0.0
+        self.known: set[str] | None = None  # root causes of earlier runs into the same --out (None: first run)
+        self.causes: list = []              # this run's root causes, set by the summary
+        self.failure: str | None = None     # why the run could not start (a usage error)
+
+    def why_incomplete(self) -> str | None:
+        """What stopped the run short, for its reports (None: it completed)."""
+        return self.failure or self.pool.fatal or "; ".join(self.pool.errors) or None
 
     def open_target(self, **overrides):
         return open_campaign_target(self.o, **overrides)
@@ -140,8 +172,10 @@ class Campaign:
             probe(self.o)
             prepare_out(self.o)
         except UsageError as e:
+            self.failure = str(e)
             print(f"vsock-fuzz fuzz: error: {e}", file=sys.stderr)
             return 2
+        self.known = known_causes(self.o.out)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.fuzz()
@@ -151,9 +185,14 @@ class Campaign:
             self.pool.stop()
             for s, h in old.items():
                 signal.signal(s, h)
+        self.causes = self.findings.root_causes(hits(self.pool), self.o.target)
         for line in summary(self):
             self.say(line)
+        save_causes(self.o.out, self.causes, self.known)
         return self.status()
+
+    def is_new(self, cause) -> bool:
+        return self.known is not None and cause.key not in self.known
 
     def _on_signal(self, signum, _frame) -> None:
         self.interrupted = True
@@ -223,7 +262,11 @@ class Campaign:
         2 a worker failed, 130 interrupted with nothing to report, else 0 (first that applies)."""
         if self.pool.fatal:
             return 2
-        if any(self.findings.fails(d) for d in self.findings.values()):
+        if self.o.fail_on_new:
+            if any(self.findings.order[c.severity] >= self.findings.order[self.o.fail_on] and
+                   (self.known is None or c.key not in self.known) for c in self.causes):
+                return 1
+        elif any(self.findings.fails(d) for d in self.findings.values()):
             return 1
         if self.pool.errors:
             return 2

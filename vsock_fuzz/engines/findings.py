@@ -25,6 +25,9 @@ class Distinct:
     hits: int = 1
     minimized: str | None = None
     sizes: tuple[int, int] | None = None
+    signature: str = ""
+    queue: str = ""
+    case_id: str = ""
 
 
 class Findings(dict):
@@ -42,8 +45,23 @@ class Findings(dict):
         if f["key"] in self:
             return None
         d = self[f["key"]] = Distinct(f["key"], f["oracle"], f["severity"], f["rule"], f["message"], f["stem"],
-                                      first, engine, f["new"])
+                                      first, engine, f["new"], signature=f.get("signature", ""),
+                                      queue=f.get("queue", ""), case_id=f.get("case_id", ""))
         return d
+
+    def root_causes(self, hits: dict[str, int], target: str):
+        """The distinct findings grouped into root causes (oracles.triage), most severe first."""
+        import shlex
+        from ..oracles.triage import group
+        items = []
+        for d in self.values():
+            rep = d.minimized or d.stem
+            items.append({"oracle": d.oracle, "severity": d.severity, "signature": d.signature, "queue": d.queue,
+                          "case_id": d.case_id, "count": max(hits.get(d.key, 1), 1), "rule": d.rule, "key": d.key,
+                          "reproducer": rep and rep + ".bin", "size": d.sizes[1] if d.sizes else 0,
+                          "reproduce": rep and f"vsock-fuzz replay --target {shlex.quote(target)} "
+                                               f"{shlex.quote(rep + '.bin')}"})
+        return group(items)
 
     def rank(self, d: Distinct) -> int:
         return self.order[d.severity]

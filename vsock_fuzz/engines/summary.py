@@ -43,10 +43,13 @@ def summary(c: Campaign) -> Iterator[str]:
     if not findings:
         yield "   no findings"
     else:
-        yield (f"   {len(findings)} distinct finding(s): {sev['critical']} critical, {sev['error']} error, "
-               f"{sev['warning']} warning (--fail-on {o.fail_on})")
-    for oracle, ds in findings.by_oracle(hits(pool)):
-        yield from _oracle_group(c, oracle, ds)
+        yield (f"   {len(findings)} distinct finding(s) in {len(c.causes)} root cause(s): {sev['critical']} critical, "
+               f"{sev['error']} error, {sev['warning']} warning (--fail-on {o.fail_on})")
+    if o.verbose:
+        for oracle, ds in findings.by_oracle(hits(pool)):
+            yield from _oracle_group(c, oracle, ds)
+    else:
+        yield from root_causes(c.causes, findings.order[o.fail_on], c.is_new, o.out)
     for e in pool.errors:
         yield f"\nharness error: {e}"
     if pool.fatal:
@@ -60,6 +63,28 @@ def summary(c: Campaign) -> Iterator[str]:
         yield ("the model keeps every rule; see a bug caught: "
                "vsock-fuzz fuzz --target py:vsock_fuzz.zoo.region_end:parse --max-time 20")
     yield ""
+
+
+def root_causes(causes: list, bar: int, is_new, where: str) -> Iterator[str]:
+    """One entry per root cause, most severe first: those at or above --fail-on with their rule,
+    reproducer and replay command; the rest one line each. `is_new(cause)`: not seen in `where` before."""
+    from ..oracles import SEVERITY_ORDER
+    loud = [c for c in causes if SEVERITY_ORDER[c.severity] >= bar]
+    quiet = [c for c in causes if SEVERITY_ORDER[c.severity] < bar]
+    for i, cause in enumerate(loud, 1):
+        tag = "  NEW" if is_new(cause) else ""
+        yield f"\n{i}. [{cause.severity}] {cause.oracle}: {cause.title}{tag}"
+        yield f"   {cause.findings} distinct finding(s), {cause.cases} case(s); rule: {cause.rule}"
+        if cause.reproducer:
+            yield f"   reproducer {cause.reproducer}"
+            yield f"   reproduce: {cause.reproduce}"
+    if quiet:
+        yield f"\n{len(quiet)} root cause(s) below --fail-on (one line each; --verbose lists every finding):"
+        for cause in quiet:
+            tag = " NEW" if is_new(cause) else ""
+            where_ = f" -> {cause.reproducer}" if cause.reproducer else ""
+            yield (f"  - [{cause.severity}]{tag} {cause.oracle}: {cause.title} "
+                   f"({cause.findings} finding(s), {cause.cases} case(s)){where_}")
 
 
 def _oracle_group(c: Campaign, oracle: str, ds: list) -> Iterator[str]:

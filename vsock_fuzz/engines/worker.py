@@ -97,8 +97,7 @@ class Recorder:
             if self.rank[f.severity] < self.bar:
                 n = self.kept_below[f.oracle] = self.kept_below.get(f.oracle, 0) + 1
                 if n > KEEP_BELOW:
-                    self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
-                                           "message": f.message, "rule": f.rule, "stem": None, "new": False}})
+                    self.send({"finding": {**_traits(f, key), "stem": None, "new": False}})
                     continue
             stem = os.path.join(self.out_dir, f.file_stem())
             self.busy = True
@@ -107,12 +106,18 @@ class Recorder:
                 held = claim(self.out_dir, f"{f.target}\n{key}", stem)
                 if held is None:
                     write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
-                self.send({"finding": {"key": key, "oracle": f.oracle, "severity": f.severity,
-                                       "message": f.message, "rule": f.rule, "stem": held or stem, "new": held is None}})
+                self.send({"finding": {**_traits(f, key), "stem": held or stem, "new": held is None}})
             finally:
                 self.busy = False
             if self.on_done:
                 self.on_done()
+
+
+def _traits(f, key: str) -> dict:
+    """What the parent keeps of a finding, with what its root cause is told by (oracles.triage):
+    the signature, the queue, and the case it fired on (the sha1 in its file name)."""
+    return {"key": key, "oracle": f.oracle, "severity": f.severity, "message": f.message, "rule": f.rule,
+            "signature": f.signature, "queue": f.case.queue, "case_id": f.file_stem().rsplit("-", 1)[1]}
 
 
 def worker(cfg: dict) -> None:
@@ -206,7 +211,8 @@ def _hypothesis_run(evaluate_case):
     none = Answer(True)
 
     def on_case(case) -> None:
-        found[:] = evaluate_case(case)
+        answer, findings = evaluate_case(case)
+        found[:] = (findings, answer)
 
     fuzz = hypothesis_one_input(on_case)
 

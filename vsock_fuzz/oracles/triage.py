@@ -28,6 +28,7 @@ TRAIT_ORDER = ("header split", "crossing adjacent regions", "rx buffers longer",
                "2^32 bytes", "payload in the head descriptor", "running out of guest memory", "indirect table",
                "descriptors after the packet", "zero-length", "descriptors")
 _NUMBER = re.compile(r"\b\d+\b")
+_FRAGMENTS = re.compile(r"header \+ \d+ page fragments")
 
 
 @dataclass
@@ -53,9 +54,10 @@ def essential(oracle: str, signature: str, queue: str) -> tuple[str, str]:
     """(key, title) of the root cause a finding belongs to."""
     sig = signature or ""
     if oracle in ("interop.linux-rejected", "interop.linux-slices"):
-        shape = _NUMBER.sub("N", sig.split(" ", 1)[1] if " " in sig else sig)
+        # The signature is "<queue> <shape>"; a 6.17 shape names its fragment count, no trait of the bug.
+        shape = _FRAGMENTS.sub("header + N page fragments", sig.split(" ", 1)[1] if " " in sig else sig)
         verb = "rejects" if oracle.endswith("rejected") else "misreads"
-        return f"{oracle}:{shape}", f"{verb} the Linux {_linux_kind(shape)} {queue} layout ({shape})"
+        return f"{oracle}:{queue}:{shape}", f"{verb} the Linux {_linux_kind(shape)} {queue} layout ({shape})"
     if oracle == "conformance.valid-rejected":
         trait = _primary_trait(sig)
         return f"{oracle}:{queue}:{trait}", f"rejects a spec-valid {queue} chain with {trait or 'no unusual trait'}"
@@ -145,8 +147,20 @@ def _item(f: dict) -> dict:
             "reproduce": f.get("reproduce"), "size": f.get("size") or 0}
 
 
-def of_findings(findings) -> list[RootCause]:
-    """`group` for Finding objects (replay, check): a case is identified by its binary form."""
+def of_findings(found) -> list[RootCause]:
+    """`group` for (Finding, reproducer path or None, replay command or None) triples (replay,
+    check): a case is told by its binary form, a finding by its key and case."""
     from ..case.binary import encode
-    return group([{"oracle": f.oracle, "severity": f.severity, "signature": f.signature, "queue": f.case.queue,
-                   "case_id": encode(f.case), "key": f.key(), "rule": f.rule} for f in findings])
+    items: dict[tuple, dict] = {}
+    for f, path, command in found:
+        case_id = encode(f.case)
+        item = items.get((f.key(), case_id))
+        if item is None:
+            items[(f.key(), case_id)] = {
+                "oracle": f.oracle, "severity": f.severity, "signature": f.signature, "queue": f.case.queue,
+                "case_id": case_id, "key": f.key(), "rule": f.rule, "reproducer": path, "reproduce": command,
+                "size": len(case_id)}
+        else:
+            item["count"] = item.get("count", 1) + 1
+    # Distinct findings are keys: one key on several cases is one finding seen several times.
+    return group(items.values())
