@@ -9,6 +9,7 @@ from ..case.value import Case
 from ..model.answer import Answer
 from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError
 from .process import Child, StderrTail, libc_prctl
+from .standby import WarmStandby
 from .transport import Channel
 
 # Imported from here by code written when this module held every target.
@@ -99,54 +100,15 @@ class RestartPolicy:
         return not self.parse_many((plain_packet(),))[0].faulted  # answered: `failures` is 0 again
 
 
-class CommandTarget(RestartPolicy, Described):
-    """The protocol v1 client: a persistent subprocess, one request per case.
+class ProcessLife:
+    """The running process of a CommandTarget and its hello: started lazily (see RestartPolicy)
+    as a process.Child, in a new session so the whole process group (children holding our pipes
+    too) is killed with it, its stderr drained continuously (a flooding target cannot block) and
+    the tail kept for the report. `hello` offers the fast transports in `modes`; a target that
+    does not pick one stays on v1. The running target's hello answer is `hello`.
 
-    The target is started lazily and again after every crash or hang (see
-    RestartPolicy), in a new session so the whole process group (children
-    holding our pipes too) is killed with it. Its stderr is drained
-    continuously (a flooding target cannot block) and the tail kept for the
-    report. `hello` offers the fast transports in `modes`; a target that does
-    not pick one stays on v1. The running target's hello answer is `hello`.
-
-    Limits: `rlimit_as` (bytes of address space) and `rlimit_cpu` (CPU
-    seconds over one target process's life; the per-case bound is `timeout`)
-    are set with setrlimit in the child before it runs the target.
-    `die_with_parent` (Linux) has the kernel kill the target when the process
-    that started it dies: a fuzz worker killed after its grace period leaves
-    no target behind, even a hung one that never sees its stdin close.
-
-    `standby`: after the first restart, a spare process is kept started
-    ahead (idle on its stdin, its start-up done meanwhile), so a later
-    restart costs one hello exchange rather than a process start. A target
-    whose spare cannot answer hello while the running one lives (it holds
-    a resource only one process may) is restarted without a spare from then on.
+    For CommandTarget, whose __init__ sets what it reads; `close` drops WarmStandby's spare too.
     """
-
-    def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
-                 start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
-                 max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
-                 rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
-                 die_with_parent: bool = False, standby: bool = True):
-        if not argv:
-            raise TargetError("cmd: needs a command line")
-        super().__init__(max_restarts)
-        self._prctl = libc_prctl() if die_with_parent else None
-        self.argv = argv
-        self.timeout = timeout
-        self.start_timeout = start_timeout
-        self.error_classes = error_classes
-        self.rlimits = [(res, v) for res, v in (("RLIMIT_AS", rlimit_as), ("RLIMIT_CPU", rlimit_cpu)) if v]
-        self.modes = tuple(modes)
-        self.name = " ".join(argv)
-        self.version = ""
-        self.hello: dict | None = None  # kept whole: optional fields are read by the features using them
-        self.proc = None          # the running target's subprocess.Popen
-        self._child: Child | None = None
-        self._wire = Channel(timeout, error_classes)
-        self._stderr = StderrTail()
-        self.standby = standby
-        self._spare: tuple[Child, StderrTail] | None = None  # started ahead, hello not yet asked
 
     @property
     def device(self):
@@ -173,41 +135,6 @@ class CommandTarget(RestartPolicy, Described):
 
     def _spawn(self, tail: StderrTail) -> Child:
         return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl)
-
-    def _restart(self) -> None:
-        """After a fault: the spare, if one is ready, else a new process; then a new spare."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            self.start()
-        else:
-            self._kill()
-            self._stderr = spare[1]
-            try:
-                self._begin(spare[0])
-            except TargetError:
-                # Started while the last process lived, the spare could not work: start one the
-                # usual way now that none runs (an error of its own counts as a failed restart).
-                self.standby = False
-                self.start()
-        self.failed_restarts = 0
-        if self.standby:
-            tail = StderrTail()
-            try:
-                self._spare = (self._spawn(tail), tail)
-            except TargetError:
-                self._spare = None
-
-    def _drop_spare(self) -> None:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare[0].kill()
-
-    def _ensure_started(self) -> None:
-        try:
-            super()._ensure_started()
-        except TargetError:
-            self._drop_spare()  # given up: no process of ours is left behind
-            raise
 
     def _begin(self, child: Child) -> None:
         """Make `child` the running target: attach the pipes and settle hello."""
@@ -246,6 +173,49 @@ class CommandTarget(RestartPolicy, Described):
         child, self._child, self.proc = self._child, None, None
         if child is not None:
             child.kill()
+
+
+class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
+    """The protocol v1 client: a persistent subprocess, one request per case.
+
+    The target is started lazily and again after every crash or hang (see
+    RestartPolicy), its process and hello handled by ProcessLife.
+
+    Limits: `rlimit_as` (bytes of address space) and `rlimit_cpu` (CPU
+    seconds over one target process's life; the per-case bound is `timeout`)
+    are set with setrlimit in the child before it runs the target.
+    `die_with_parent` (Linux) has the kernel kill the target when the process
+    that started it dies: a fuzz worker killed after its grace period leaves
+    no target behind, even a hung one that never sees its stdin close.
+
+    `standby`: after the first restart, a spare process is kept started
+    ahead, so a later restart costs one hello exchange (see WarmStandby).
+    """
+
+    def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
+                 start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
+                 max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
+                 rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
+                 die_with_parent: bool = False, standby: bool = True):
+        if not argv:
+            raise TargetError("cmd: needs a command line")
+        super().__init__(max_restarts)
+        self._prctl = libc_prctl() if die_with_parent else None
+        self.argv = argv
+        self.timeout = timeout
+        self.start_timeout = start_timeout
+        self.error_classes = error_classes
+        self.rlimits = [(res, v) for res, v in (("RLIMIT_AS", rlimit_as), ("RLIMIT_CPU", rlimit_cpu)) if v]
+        self.modes = tuple(modes)
+        self.name = " ".join(argv)
+        self.version = ""
+        self.hello: dict | None = None  # kept whole: optional fields are read by the features using them
+        self.proc = None          # the running target's subprocess.Popen
+        self._child: Child | None = None
+        self._wire = Channel(timeout, error_classes)
+        self._stderr = StderrTail()
+        self.standby = standby
+        self._spare = None  # WarmStandby's spare
 
     def parse(self, case: Case) -> Answer:
         return self.parse_many((case,))[0]
