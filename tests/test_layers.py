@@ -110,3 +110,11 @@ def test_architecture_doc_names_every_layer_package():
     for name in (*LAYERS, "zoo"):
         assert (PACKAGE / name / "__init__.py").exists(), name
         assert f"`vsock_fuzz/{name}/`" in doc, f"docs/architecture.md does not describe {name}/"
+
+
+def test_every_target_plumbing_module_stays_out_of_coverage():
+    """The per-case path's plumbing makes no decision about the input: a new targets module left
+    instrumented would slow every worker (engines/percase.py, UNINSTRUMENTED)."""
+    from vsock_fuzz.engines.percase import UNINSTRUMENTED
+    plumbing = {module_name(p) for p in (PACKAGE / "targets").glob("*.py")} - {"vsock_fuzz.targets.serve"}
+    assert plumbing <= set(UNINSTRUMENTED), sorted(plumbing - set(UNINSTRUMENTED))
