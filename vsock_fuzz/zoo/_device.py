@@ -8,7 +8,8 @@ queue-size ttl, indirect tables and the spec's chain rules. It is its own
 code on purpose (own memory view, own descriptor reads, own header decode),
 so a zoo bug sits where such a bug sits in a real device.
 
-Each rule is one method, so a zoo module overrides the one its bug breaks.
+Each rule is one method (Rules), so a zoo module overrides the one its bug
+breaks; ChainWalk walks the chain, SimpleDevice turns it into a packet.
 """
 
 from __future__ import annotations
@@ -71,17 +72,8 @@ class Host:
         return bytes(out)
 
 
-class SimpleDevice:
-    name = "zoo device"
-    lone_head = True       # a lone head may carry header and payload (Linux >= 6.2)
-    step_limit = None      # None: walk as written; else report a hang after this many steps
-    device = None          # the hello `device` object it declares (target-protocol.md); None: none
-    tables = True          # follows indirect tables; False: reads an INDIRECT descriptor as a plain buffer
-    max_queue_size = 32768
-    max_data_size = None   # a fixed payload limit; None: the request's
-    fragments = False      # tx payload in the descriptors after the head (Linux >= 6.17); False: in one
-
-    # -- rules, one method each -------------------------------------------------
+class Rules:
+    """The device's checks, one method each, for SimpleDevice (whose attributes they read)."""
 
     def check_queue(self, host: Host, ring) -> None:
         size = ring.size
@@ -135,7 +127,10 @@ class SimpleDevice:
             raise Reject("BufDescTooSmall", f"{room} bytes for hdr.len {want}")
         return want
 
-    # -- the device ---------------------------------------------------------------
+
+class ChainWalk:
+    """The whole chain walked first, with the queue-size ttl (`step`), indirect tables
+    (`tables`, `table_size`) and the 2^32 bound; for SimpleDevice."""
 
     def walk(self, host: Host, ring) -> list[tuple[int, int, int]]:
         out = []
@@ -164,6 +159,17 @@ class SimpleDevice:
                 return out
             idx = nxt
 
+
+class SimpleDevice(ChainWalk, Rules):
+    name = "zoo device"
+    lone_head = True       # a lone head may carry header and payload (Linux >= 6.2)
+    step_limit = None      # None: walk as written; else report a hang after this many steps
+    device = None          # the hello `device` object it declares (target-protocol.md); None: none
+    tables = True          # follows indirect tables; False: reads an INDIRECT descriptor as a plain buffer
+    max_queue_size = 32768
+    max_data_size = None   # a fixed payload limit; None: the request's
+    fragments = False      # tx payload in the descriptors after the head (Linux >= 6.17); False: in one
+
     def parse(self, case) -> Answer:
         try:
             return self._parse(case)
@@ -183,21 +189,29 @@ class SimpleDevice:
         if n < 44:
             raise Reject("HdrDescTooSmall", f"head descriptor of {n} bytes")
         self.check_span(host, addr, 44)
+        return (self.rx_packet if rx else self.tx_packet)(host, descs, mds)
+
+    def rx_packet(self, host: Host, descs, mds: int) -> Answer:
+        """The room for data: the rest of a lone head, or the descriptor after it."""
+        (addr, n, _), lone = descs[0], len(descs) == 1
+        if lone and not self.lone_head:
+            raise Reject("BufDescMissing", "an rx packet is a header descriptor and a data descriptor")
+        if lone:
+            if n == 44:
+                raise Reject("BufDescMissing", "no room for data")
+            daddr, dn = addr + 44, min(n - 44, mds)
+        else:
+            daddr, dn, dflags = descs[1]
+            self.check_direction(dflags, True)
+            dn = min(dn, mds)
+        self.check_span(host, daddr, dn)
+        return Answer(True, None, ((addr, 44),), ((daddr, dn),) if dn else ())
+
+    def tx_packet(self, host: Host, descs, mds: int) -> Answer:
+        """The header, and its payload: in a lone head, in the one descriptor after it, or
+        (`fragments`) over the descriptors after it."""
+        (addr, n, _), lone = descs[0], len(descs) == 1
         hslice = ((addr, 44),)
-        lone = len(descs) == 1
-        if rx:
-            if lone and not self.lone_head:
-                raise Reject("BufDescMissing", "an rx packet is a header descriptor and a data descriptor")
-            if lone:
-                if n == 44:
-                    raise Reject("BufDescMissing", "no room for data")
-                daddr, dn = addr + 44, min(n - 44, mds)
-            else:
-                daddr, dn, dflags = descs[1]
-                self.check_direction(dflags, rx)
-                dn = min(dn, mds)
-            self.check_span(host, daddr, dn)
-            return Answer(True, None, hslice, ((daddr, dn),) if dn else ())
         hdr = self.decode_header(host.peek(addr, 44))
         self.check_len(hdr, mds)
         if hdr.len == 0:
@@ -210,7 +224,7 @@ class SimpleDevice:
             return Answer(True, hdr, hslice, self.fragmented(host, descs[1:], hdr.len))
         else:
             daddr, room, dflags = descs[1]
-            self.check_direction(dflags, rx)
+            self.check_direction(dflags, False)
         dn = self.payload(hdr.len, room)
         self.check_span(host, daddr, dn)
         return Answer(True, hdr, hslice, ((daddr, dn),) if dn else ())
