@@ -43,9 +43,9 @@ class _Spent(Exception):
     pass
 
 
-class _Shrinker:
-    """Passes edit the case's own writes (its "body"); the available ring write
-    the protocol puts last is recomputed for every candidate, never shrunk."""
+class _Search:
+    """The state of one shrink: the best case so far, the calls left, and `test`, the one
+    way a pass tries a candidate (each distinct candidate asked once)."""
 
     def __init__(self, case: Case, fails, budget: int, deadline: float | None):
         self.best = case
@@ -81,7 +81,19 @@ class _Shrinker:
             return True
         return False
 
-    # -- passes ----------------------------------------------------------------
+    def _least(self, value: int, lo: int, make: Callable[[int], Case]) -> None:
+        """Binary search for the least value in [lo, value] whose case still fails."""
+        hi = value
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.test(make(mid)):
+                hi = mid
+            else:
+                lo = mid + 1
+
+
+class _ShapePasses:
+    """Passes 1-4, on the case's shape: fewer writes and regions, shorter writes, smaller regions."""
 
     def drop_writes(self) -> None:
         self._drop_chunks(self.body, self.with_body)
@@ -114,6 +126,11 @@ class _Shrinker:
                 regions = self.best.regions
                 return self.with_body(self.body(), regions[:i] + (regions[i]._replace(size=size),) + regions[i + 1:])
             self._least(self.best.regions[i].size, 1, with_size)
+
+
+class _BytePasses:
+    """Passes 5-7, on the bytes written: descriptor lengths and flags, zeroed runs, and runs
+    deleted from the binary form."""
 
     def shrink_descriptors(self) -> None:
         for gpa in _descriptor_addresses(self.best):
@@ -167,15 +184,10 @@ class _Shrinker:
                     i += chunk
             chunk //= 2
 
-    def _least(self, value: int, lo: int, make: Callable[[int], Case]) -> None:
-        """Binary search for the least value in [lo, value] whose case still fails."""
-        hi = value
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.test(make(mid)):
-                hi = mid
-            else:
-                lo = mid + 1
+
+class _Shrinker(_ShapePasses, _BytePasses, _Search):
+    """Passes edit the case's own writes (its "body"); the available ring write
+    the protocol puts last is recomputed for every candidate, never shrunk."""
 
 
 def shrink(case: Case, fails: Callable[[Case], bool], *, budget: int = DEFAULT_BUDGET,
