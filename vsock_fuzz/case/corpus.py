@@ -264,7 +264,9 @@ def content_name(data: bytes) -> str:
 def write_finding(directory: str, finding, target: str | None = None) -> tuple[str, bool]:
     """Keep `finding` in `directory`; returns (path stem, whether it was new).
 
-    `target` names the target spec in the finding's reproduce command.
+    `target` names the target spec in the finding's reproduce command, which replays the
+    `.bin` by the path it is written at: `directory` as given (relative to the current
+    directory, or absolute), so the command works from where the writer ran.
     """
     os.makedirs(directory, exist_ok=True)
     stem = os.path.join(directory, finding.file_stem())
@@ -274,5 +276,5 @@ def write_finding(directory: str, finding, target: str | None = None) -> tuple[s
     atomic_write(stem + ".bin", binary)
     atomic_write(stem + ".json", dumps_case(finding.case))
     # Last: its presence says the other two are complete.
-    atomic_write(stem + FINDING_SUFFIX, (json.dumps(finding.to_json(target), indent=1) + "\n").encode())
+    atomic_write(stem + FINDING_SUFFIX, (json.dumps(finding.to_json(target, stem + ".bin"), indent=1) + "\n").encode())
     return stem, True

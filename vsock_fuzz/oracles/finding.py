@@ -46,18 +46,24 @@ class Finding:
         """`<oracle>-<sha1 of binary case>`, the name of the finding's files on disk."""
         return f"{self.oracle}-{hashlib.sha1(encode(self.case)).hexdigest()}"
 
-    def reproduce(self, target: str | None = None) -> str:
-        spec = target or self.target or "TARGET"
-        return f"vsock-fuzz replay --target {shlex.quote(spec)} {self.file_stem()}.bin"
+    def reproduce(self, target: str | None = None, path: str | None = None) -> str:
+        """The replay command; `path` is the reproducer as written (relative to the directory the
+        command that wrote it ran in, or absolute), else its bare file name."""
+        return replay_command(target or self.target, path or f"{self.file_stem()}.bin")
 
-    def to_json(self, target: str | None = None) -> dict:
+    def to_json(self, target: str | None = None, path: str | None = None) -> dict:
         return {
             "oracle": self.oracle, "family": self.family, "severity": self.severity,
             "rule": self.rule, "message": self.message, "signature": self.signature,
             "key": self.key(), "target": target or self.target,
             "case": self.case.to_request(), "binary": encode(self.case).hex(),
-            "answer": self.answer.to_json(), "reproduce": self.reproduce(target),
+            "answer": self.answer.to_json(), "reproduce": self.reproduce(target, path),
         }
+
+
+def replay_command(target: str | None, path: str) -> str:
+    """`vsock-fuzz replay --target SPEC PATH`, quoted for a shell (SPEC unknown: TARGET)."""
+    return f"vsock-fuzz replay --target {shlex.quote(target or 'TARGET')} {shlex.quote(path)}"
 
 
 # --- oracle registry ------------------------------------------------------------
