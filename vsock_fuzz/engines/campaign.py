@@ -16,7 +16,10 @@ and prints its own summary.
     (SIGTERM; a worker finishes the finding it is writing first), shrinks one reproducer per
     distinct finding with the shared `minimize.shrink` (skipped when interrupted), and prints
     the summary (engines.summary). Findings below --fail-on are kept on disk up to
-    worker.KEEP_BELOW per oracle.
+    worker.KEEP_BELOW per oracle and worker, the rest counted.
+  - --max-time is the wall budget: once a reproducer is kept, fuzzing stops minimize_budget()
+    seconds before it and minimizing ends at it. A signal while minimizing stops minimizing
+    only: the campaign had ended by its clock, and the reproducers not minimized yet stay.
 
 The per-case path the workers run, and the harnesses' entry points, are engines.percase.
 """
@@ -79,6 +82,7 @@ class Options:
     target_options: dict = field(default_factory=lambda: {})
     verbose: bool = False      # the summary lists every finding, not one entry per root cause
     fail_on_new: bool = False  # exit 1 only for root causes the output directory has not seen before
+    quiet: bool = False        # no pulse lines
 
 
 class UsageError(Exception):
@@ -99,6 +103,12 @@ def validate(o: Options) -> None:
         raise UsageError(f"--jobs must be at least 1, not {o.jobs}")
     if o.max_time is not None and o.max_time <= 0:
         raise UsageError(f"--max-time must be positive, not {o.max_time:g}")
+    if o.minimize_time is not None and not 0 <= o.minimize_time < float("inf"):
+        raise UsageError(f"--minimize-time must be 0 or more seconds, not {o.minimize_time:g}")
+    if o.max_time is not None and o.minimize_time and o.minimize_time >= o.max_time:
+        raise UsageError(f"--minimize-time {o.minimize_time:g} must be less than --max-time {o.max_time:g}: "
+                         f"minimizing is part of the campaign's time")
+    check_stop_on(o.stop_on)
     if o.runs is not None and o.runs < 1:
         raise UsageError(f"--runs must be at least 1, not {o.runs}")
     if o.timeout <= 0:
@@ -108,6 +118,15 @@ def validate(o: Options) -> None:
             raise UsageError(f"corpus directory {d!r} does not exist")
     if o.dict is not None and not os.path.isfile(o.dict):
         raise UsageError(f"dictionary {o.dict!r} does not exist")
+
+
+def check_stop_on(names) -> None:
+    """UsageError for a --stop-on name that is no oracle, no family and not `fail`."""
+    from ..oracles import FAMILIES, ORACLES
+    unknown = [n for n in names if n != "fail" and n not in ORACLES and n not in FAMILIES]
+    if unknown:
+        raise UsageError(f"--stop-on {' '.join(unknown)}: no such oracle or family (families: {', '.join(FAMILIES)}; "
+                         f"oracles: {', '.join(sorted(ORACLES))}; or fail: any finding at or above --fail-on)")
 
 
 def prepare_out(o: Options) -> None:
@@ -152,7 +171,9 @@ class Campaign:
         self.findings = Findings(opts.fail_on, opts.stop_on)
         self.pool = Pool(opts, self.findings, self.say, lambda: self.interrupted)
         self.stop_reason: str | None = None
-        self.interrupted = False
+        self.interrupted = False            # a signal while fuzzing: the campaign stops there
+        self.minimizing = False
+        self.cut_short: str | None = None   # the signal that cut minimizing short (the campaign had ended)
         self.elapsed = 0.0
         self.known: set[str] | None = None  # root causes of earlier runs into the same --out (None: first run)
         self.causes: list = []              # this run's root causes, set by the summary
@@ -180,7 +201,7 @@ class Campaign:
         try:
             self.fuzz()
             if not self.interrupted:
-                self.minimize()
+                minimize_all(self)
         finally:
             self.pool.stop()
             for s, h in old.items():
@@ -195,13 +216,15 @@ class Campaign:
         return self.known is not None and cause.key not in self.known
 
     def _on_signal(self, signum, _frame) -> None:
+        if self.minimizing:  # the campaign ended by its own clock: only minimizing stops
+            self.cut_short = signal.Signals(signum).name
+            return
         self.interrupted = True
         self.stop_reason = f"interrupted by {signal.Signals(signum).name}"
 
     def fuzz(self) -> None:
         o, pool = self.o, self.pool
         self.start = time.monotonic()
-        deadline = None if o.max_time is None else self.start + o.max_time
         self.say(f"INFO: target {o.target} (oracle profile {o.profile}{', strict' if o.strict else ''}), "
                  f"engine {o.engine}, {len(engines(o))} worker(s), findings in {o.out}/")
         pool.launch(self.start)
@@ -210,74 +233,111 @@ class Campaign:
         while not self.interrupted:
             pool.poll(0.1)
             now = time.monotonic()
-            if pool.fatal:
-                self.stop_reason = "the target cannot be used any more"
-                break
-            if o.stop_on and any(self.findings.stops(d) for d in self.findings.values()):
-                self.stop_reason = "--stop-on " + " ".join(o.stop_on)
-                break
-            if deadline is not None and now >= deadline:
-                self.stop_reason = f"--max-time {o.max_time:g}s reached"
-                break
-            if pool.all_done():
-                self.stop_reason = "--runs reached" if o.runs else "every worker stopped"
+            why = stop_reason(self, now)
+            if why:
+                self.stop_reason = why
                 break
             if now >= next_status:
-                if pool.total_execs():  # nothing to say while the workers start
+                if pool.total_execs() and not o.quiet:  # nothing to say while the workers start
                     self.say(status_line("pulse", pool, self.findings, self.start))
                 next_status += every
         pool.stop()
         self.elapsed = time.monotonic() - self.start
         self.say(status_line("DONE", pool, self.findings, self.start))
 
-    def minimize(self) -> None:
-        """One minimized reproducer per distinct finding, inside a time budget."""
-        if not self.findings or self.o.minimize_time == 0:
-            return
-        from ..targets.command import TargetError
-        o = self.o
-        total = o.minimize_time if o.minimize_time is not None else min(60.0, max(5.0, (o.max_time or 60) / 4))
-        end = time.monotonic() + total
-        try:
-            # Every candidate of a crash finding crashes: fires() resets the back-off after each,
-            # so only restarts that fail in a row count towards --max-restarts.
-            target = self.open_target()
-        except TargetError as e:
-            self.say(f"WARNING: not minimizing: {e}")
-            return
-        try:
-            todo = self.findings.worst_first()
-            for i, d in enumerate(todo):
-                left = end - time.monotonic()
-                if left <= 0 or self.interrupted:
-                    break
-                minimize_one(o, target, d, left / (len(todo) - i), self.say)
-        except TargetError as e:
-            self.say(f"WARNING: minimization stopped: {e}")
-        finally:
-            target.close()
-
     def status(self) -> int:
-        """The exit status: 2 the target cannot be used, 1 a finding at or above --fail-on,
-        2 a worker failed, 130 interrupted with nothing to report, else 0 (first that applies)."""
-        if self.pool.fatal:
-            return 2
-        if self.o.fail_on_new:
-            if any(self.findings.order[c.severity] >= self.findings.order[self.o.fail_on] and
-                   (self.known is None or c.key not in self.known) for c in self.causes):
-                return 1
-        elif any(self.findings.fails(d) for d in self.findings.values()):
-            return 1
-        if self.pool.errors:
-            return 2
-        return 130 if self.interrupted else 0
+        return exit_status(self)
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
 
-def minimize_one(o: Options, target, d, timeout: float, say) -> None:
-    """Shrink `d`'s reproducer; a smaller case that still fires is written as a finding of its own."""
+def minimize_budget(o: Options) -> float:
+    """Seconds for minimizing: --minimize-time, else a quarter of --max-time up to 60 (15 without it)."""
+    if o.minimize_time is not None:
+        return o.minimize_time
+    return min(60.0, (o.max_time or 60.0) / 4)
+
+
+def stop_reason(c: Campaign, now: float) -> str | None:
+    """Why fuzzing stops now, or None. Under --max-time, fuzzing leaves the last
+    minimize_budget() seconds of it to minimizing once a reproducer is kept."""
+    o, pool = c.o, c.pool
+    if pool.fatal:
+        return "the target cannot be used any more"
+    if o.stop_on and any(c.findings.stops(d) for d in c.findings.values()):
+        return "--stop-on " + " ".join(o.stop_on)
+    if o.max_time is not None:
+        reserve = minimize_budget(o) if any(d.stem for d in c.findings.values()) else 0.0
+        if now >= c.start + o.max_time - reserve:
+            return f"--max-time {o.max_time:g}s reached" + (
+                f" (fuzzing {o.max_time - reserve:g}s, then minimizing up to {reserve:g}s)" if reserve else "")
+    if pool.all_done():
+        return "--runs reached" if o.runs else "every worker stopped"
+    return None
+
+
+class CutShort(Exception):
+    """A signal arrived while minimizing: the reproducers not yet minimized are kept as they are."""
+
+
+def minimize_all(c: Campaign) -> None:
+    """One minimized reproducer per distinct finding, inside minimize_budget() and --max-time."""
+    o, budget = c.o, minimize_budget(c.o)
+    if not c.findings.worst_first() or budget == 0:
+        return
+    from ..targets.command import TargetError
+    end = time.monotonic() + budget
+    if o.max_time is not None:
+        end = min(end, c.start + o.max_time)
+    c.minimizing = True
+    try:
+        # Every candidate of a crash finding crashes: fires() resets the back-off after each,
+        # so only restarts that fail in a row count towards --max-restarts.
+        target = c.open_target()
+    except TargetError as e:
+        c.minimizing = False
+        c.say(f"WARNING: not minimizing: {e}")
+        return
+    try:
+        todo = c.findings.worst_first()
+        for i, d in enumerate(todo):
+            left = end - time.monotonic()
+            if left <= 0 or c.cut_short:
+                break
+            minimize_one(o, target, d, left / (len(todo) - i), c.say, lambda: c.cut_short is not None)
+    except CutShort:
+        pass
+    except TargetError as e:
+        if not c.cut_short:  # a signal reaches the target's process too
+            c.say(f"WARNING: minimization stopped: {e}")
+    finally:
+        c.minimizing = False
+        target.close()
+    if c.cut_short:
+        c.stop_reason = (f"{c.stop_reason}; minimizing cut short by {c.cut_short} "
+                         f"(the reproducers not minimized yet are kept as found)")
+
+
+def exit_status(c: Campaign) -> int:
+    """2 the target cannot be used, 1 a finding at or above --fail-on, 2 a worker failed,
+    130 interrupted with nothing to report, else 0 (the first that applies)."""
+    if c.pool.fatal:
+        return 2
+    order, bar = c.findings.order, c.findings.order[c.o.fail_on]
+    if c.o.fail_on_new:
+        if any(order[cause.severity] >= bar and (c.known is None or cause.key not in c.known) for cause in c.causes):
+            return 1
+    elif any(c.findings.fails(d) for d in c.findings.values()):
+        return 1
+    if c.pool.errors:
+        return 2
+    return 130 if c.interrupted else 0
+
+
+def minimize_one(o: Options, target, d, timeout: float, say, cut=lambda: False) -> None:
+    """Shrink `d`'s reproducer; a smaller case that still fires is written as a finding of its own.
+    Raises CutShort once `cut()` holds."""
     from ..case.binary import encode
     from ..case.corpus import read_case, write_finding
     from ..oracles import evaluate
@@ -287,8 +347,15 @@ def minimize_one(o: Options, target, d, timeout: float, say) -> None:
     except Exception as e:  # noqa: BLE001  (a reproducer that cannot be read is reported, not fatal)
         say(f"WARNING: cannot minimize {d.stem}.bin: {e}")
         return
-    still = fires(target, d.oracle, profile=o.profile, strict=o.strict)  # no back-off between candidates
+    fire = fires(target, d.oracle, profile=o.profile, strict=o.strict)  # no back-off between candidates
+
+    def still(candidate) -> bool:
+        if cut():
+            raise CutShort
+        return fire(candidate)
     small = shrink(case, still, timeout=timeout)
+    if cut():
+        raise CutShort
     if small == case:
         return
     _, found = evaluate(target, small, profile=o.profile, strict=o.strict,
