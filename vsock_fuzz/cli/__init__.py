@@ -18,14 +18,17 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import __version__
     ap = argparse.ArgumentParser(prog="vsock-fuzz", description="Fuzz and property-test virtio-vsock packet parsing.")
+    ap.add_argument("--version", action="version", version=f"vsock-fuzz {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
+    modules, parsers = {}, {}
     for name in COMMANDS:
         mod = importlib.import_module(f"vsock_fuzz.cli.{name}")
-        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))
+        parsers[name] = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(parsers[name])
         modules[name] = mod
-    args = ap.parse_args(argv)
+    args = _parse(ap, parsers, sys.argv[1:] if argv is None else [str(a) for a in argv])
     try:
         return modules[args.command].run(args)
     except KeyboardInterrupt:
@@ -35,6 +38,24 @@ def main(argv: list[str] | None = None) -> int:
         # keep the interpreter's final flush from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _parse(ap, parsers: dict, argv: list[str]):
+    """The arguments; a bad one ends the run with the subcommand's usage (exit 2), a libFuzzer
+    flag (`-max_total_time=10`) with its vsock-fuzz equivalent."""
+    from .options import libfuzzer_hint
+    command = next((a for a in argv if a in parsers), None)
+    if command is not None:
+        for token in argv[argv.index(command) + 1:]:
+            if token == "--":
+                break
+            hint = libfuzzer_hint(token, command)
+            if hint:
+                parsers[command].error(hint)
+    args, extra = ap.parse_known_args(argv)
+    if extra:
+        parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 if __name__ == "__main__":

@@ -3,16 +3,21 @@ import shlex
 import sys
 import time
 
-from .options import add_target_options, open_target_from_args
+from .options import add_fail_on, add_target_options, add_verbosity, open_target_from_args, regex
 
 HELP = "run the deterministic conformance matrix (named layouts, expected answers, every oracle) against a target"
 
 
 def add_arguments(p) -> None:
     add_target_options(p)
-    p.add_argument("--row", metavar="REGEX", help="run only the rows whose name matches")
+    p.add_argument("--row", metavar="REGEX", type=regex, help="run only the rows whose name matches (a Python "
+                   "regular expression, searched in the name)")
     p.add_argument("--list", action="store_true", help="list the rows with their expectation and rule, run nothing")
-    p.add_argument("--quiet", "-q", action="store_true", help="show only rows that do not pass")
+    add_verbosity(p, quiet="show only rows that do not pass",
+                  verbose="under each row that does not pass, every finding's message (warnings too)")
+    add_fail_on(p, None, "(default: the family verdicts: a failing safety, fidelity or interop row, or a "
+                "finding of severity error or above; a row's unmet expectation counts as an error in "
+                "those families, as a warning in the others)")
     p.add_argument("--out", metavar="DIR", help="keep each finding's case in DIR (.bin, .json, .finding.json)")
     from .report import add_report_options
     add_report_options(p)  # JUnit: one test case per row
@@ -23,6 +28,7 @@ def run(args) -> int:
     from . import report
     from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from ..targets import TargetError
+    from ..oracles.finding import replay_command
 
     rows = check.select(args.row)
     if args.list:
@@ -34,7 +40,8 @@ def run(args) -> int:
         return EXIT_ERROR
     argv = sys.argv[1:]
     target = None
-    rep = report.new("check", None, spec=args.target, profile=args.profile, strict=args.strict, argv=argv)
+    rep = report.new("check", None, spec=args.target, profile=args.profile, strict=args.strict,
+                     fail_on=args.fail_on or "error", argv=argv)
     t0 = time.monotonic()
     try:
         target = open_target_from_args(args)
@@ -63,17 +70,18 @@ def run(args) -> int:
             else:
                 command = _row_command(args, res.row.name)
             rep["findings"].append(report.finding_entry(f, path=path, command=command, row=res.row.name))
-            found.append((f, path, command or f"vsock-fuzz replay --target {shlex.quote(args.target)} {path}"))
+            found.append((f, path, command or replay_command(args.target, path)))
     from ..oracles.triage import of_findings
     causes = of_findings(found)
     rep["root_causes"] = report.root_cause_entries(causes)
     families = check.family_verdicts(results, args.strict)
     rep["families"] = {fam: {"verdict": v["verdict"], "findings": v["findings"], "rows": v["rows"]}
                        for fam, v in families.items()}
-    failed = any(v["verdict"] == "fail" for v in families.values())
+    failed = any(v["verdict"] == "fail" for v in families.values()) if args.fail_on is None else \
+        fails_at(results, args.fail_on)
     counts = {v: sum(1 for r in results if r.verdict == v) for v in ("pass", "warn", "fail")}
 
-    print(render_table(results, quiet=args.quiet, strict=args.strict))
+    print(render_table(results, quiet=args.quiet, strict=args.strict, verbose=args.verbose))
     print()
     if target.device.described:
         print(describe_device(target.device))
@@ -94,11 +102,23 @@ def run(args) -> int:
     print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
           f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
     code = EXIT_FINDINGS if failed else EXIT_CLEAN
+    if args.fail_on is not None:
+        print(f"--fail-on {args.fail_on}: {'a finding or unmet expectation at or above it' if failed else 'nothing at or above it'}")
     report.finish(rep, exit_code=code, stats={"rows": len(results), "cases": len(results), "seconds": round(seconds, 3),
                                                "findings": len(rep["findings"]), "unsupported": unsupported,
                                                **counts})
     report.write_for_args(rep, args)
     return code
+
+
+def fails_at(results, fail_on: str) -> bool:
+    """Whether a finding of severity `fail_on` or above, or a row's unmet expectation counted as one
+    (an error in a failing family: safety, fidelity, interop; a warning in the others), is in `results`."""
+    from ..engines.check import FAILING
+    from ..oracles import SEVERITY_ORDER
+    bar = SEVERITY_ORDER[fail_on]
+    return any(SEVERITY_ORDER["error" if fam in FAILING else "warning"] >= bar for r in results for fam, _ in r.issues) \
+        or any(SEVERITY_ORDER[f.severity] >= bar for r in results for f in r.findings)
 
 
 def _row_command(args, name: str) -> str:
@@ -114,7 +134,7 @@ def _row_entry(res) -> dict:
             "findings": sorted({f.oracle for f in res.findings})}
 
 
-def render_table(results, quiet: bool = False, strict: bool = False) -> str:
+def render_table(results, quiet: bool = False, strict: bool = False, verbose: bool = False) -> str:
     """row, family (the one the verdict comes from), expected, got, verdict."""
     from ..engines.check import blamed_family
     shown = [r for r in results if not quiet or r.verdict != "pass"]
@@ -125,11 +145,11 @@ def render_table(results, quiet: bool = False, strict: bool = False) -> str:
     widths[3] = min(widths[3], 40)
     lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
     lines += ["  ".join(c[:w].ljust(w) for c, w in zip(line, widths)).rstrip() for line in body]
-    for r in (r for r in shown if r.verdict == "fail"):  # why each failing row fails
+    for r in (r for r in shown if r.verdict == "fail" or (verbose and r.verdict != "pass")):  # why
         for fam, msg in r.issues:
             lines.append(f"  {r.row.name}: {fam}: {msg}")
         for f in r.findings:
-            if f.severity != "warning":
+            if f.severity != "warning" or verbose:
                 lines.append(f"  {r.row.name}: {f.oracle} ({f.severity}): {f.message}")
     if quiet and not shown:
         lines.append("(every row passes)")

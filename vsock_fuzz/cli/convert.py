@@ -1,7 +1,9 @@
 """`vsock-fuzz convert IN OUT`: a case between its binary and JSON forms.
 
 The output form follows OUT's extension (`.json` is JSON, anything else the
-binary form) unless --to says otherwise; OUT `-` writes to stdout. A finding
+binary form) unless --to says otherwise; OUT `-` writes to stdout: JSON when
+stdout is a terminal, else the binary form (--to bin to a terminal is refused:
+redirect it). A finding
 file as IN gives its case. Both forms hold the same case exactly.
 """
 
@@ -18,7 +20,8 @@ HELP = "convert a case between the binary and JSON forms"
 def add_arguments(p) -> None:
     p.add_argument("input", metavar="IN", help="case file (binary, JSON or finding)")
     p.add_argument("output", metavar="OUT", help="file to write, or - for stdout")
-    p.add_argument("--to", choices=("bin", "json"), help="output form (default: from OUT's extension)")
+    p.add_argument("--to", choices=("bin", "json"),
+                   help="output form (default: from OUT's extension; for -, JSON to a terminal, else binary)")
 
 
 def run(args) -> int:
@@ -31,6 +34,12 @@ def run(args) -> int:
         return EXIT_ERROR
     form = args.to or ("json" if args.output.endswith(".json") else "bin")
     if args.output == "-":
+        tty = sys.stdout.isatty()
+        if tty and args.to == "bin":
+            print("vsock-fuzz convert: error: not writing the binary form to a terminal; redirect stdout "
+                  "(convert IN - --to bin > FILE) or leave out --to bin for JSON", file=sys.stderr)
+            return EXIT_ERROR
+        form = args.to or ("json" if tty else "bin")
         data = dumps_case(entry.case) if form == "json" else encode(entry.case)
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

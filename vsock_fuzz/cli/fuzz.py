@@ -2,24 +2,27 @@
 
 import shlex
 
-from .options import add_target_options, target_options
+from .options import (add_fail_on, add_target_options, add_verbosity, count, positive_int, seconds,
+                      seconds_or_zero, target_options)
 
 HELP = "run a time-boxed coverage-guided fuzzing campaign against a target"
 
 
 def add_arguments(p) -> None:
     add_target_options(p)
-    p.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="stop after S seconds (default: 60, or no limit with --runs)")
-    p.add_argument("--runs", type=int, default=None, metavar="N", help="stop after N cases in total")
+    p.add_argument("--max-time", type=seconds, default=None, metavar="S",
+                   help="the campaign's wall-clock budget, minimizing included: once a reproducer is kept, "
+                        "fuzzing stops --minimize-time before the end (default: 60, or no limit with --runs)")
+    p.add_argument("--runs", type=positive_int, default=None, metavar="N", help="stop after N cases in total")
     p.add_argument("--engine", choices=("atheris", "hypothesis", "both"), default="atheris",
                    help="atheris: mutate binary cases; hypothesis: atheris drives the Hypothesis strategies; "
                         "both: half the workers each (default: atheris)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
-    p.add_argument("--out", default="fuzz-out", metavar="DIR", help="where findings go (default: ./fuzz-out)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="libFuzzer seed (default: random)")
-    p.add_argument("--fail-on", choices=("critical", "error", "warning"), default="error",
-                   help="lowest severity that makes the exit status 1 (default: error)")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N", help="worker processes (default: 1)")
+    p.add_argument("--out", default="fuzz-out", metavar="DIR",
+                   help="where findings go: every distinct one at or above --fail-on, the first 20 distinct "
+                        "per oracle and worker below it, the rest counted (default: ./fuzz-out)")
+    p.add_argument("--seed", type=count, default=0, metavar="N", help="libFuzzer seed (default: 0, random)")
+    add_fail_on(p)
     p.add_argument("--corpus", nargs="+", default=None, metavar="DIR",
                    help="seed corpus directories (binary cases; default: the packaged seeds, "
                         "which `vsock-fuzz seeds DIR` writes out)")
@@ -31,14 +34,15 @@ def add_arguments(p) -> None:
     p.add_argument("--stop-on", nargs="+", default=[], metavar="ORACLE",
                    help="end the campaign at the first finding of these oracles or families "
                         "(e.g. safety.crash, safety), or 'fail': any finding at or above --fail-on")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="the summary lists every distinct finding by oracle, not one entry per root cause")
+    add_verbosity(p, quiet="leave out the pulse lines (the NEW finding lines and the summary remain)",
+                  verbose="the summary lists every distinct finding by oracle, not one entry per root cause")
     p.add_argument("--fail-on-new", action="store_true",
                    help="exit 1 only for root causes at or above --fail-on that no earlier run into the same "
                         "--out recorded (its root-causes.json); the known ones are listed, not failed")
-    p.add_argument("--minimize-time", type=float, default=None, metavar="S",
-                   help="seconds for minimizing the reproducers after the campaign "
-                        "(default: a quarter of --max-time, 5 to 60; 0: do not minimize)")
+    p.add_argument("--minimize-time", type=seconds_or_zero, default=None, metavar="S",
+                   help="seconds for minimizing the reproducers, the last part of --max-time (less than it); "
+                        "without --max-time, after the campaign (default: a quarter of --max-time, at most 60; "
+                        "15 with --runs alone; 0: do not minimize)")
     from .report import add_report_options
     add_report_options(p)  # JUnit: one test case per oracle
 
@@ -55,7 +59,7 @@ def run(args) -> int:
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
         corpus=_seeds(args)[0], timeout=args.timeout, dict=_seeds(args)[1], minimize_time=args.minimize_time,
         stop_on=tuple(args.stop_on), target_options=_limits(args), verbose=args.verbose,
-        fail_on_new=args.fail_on_new))
+        fail_on_new=args.fail_on_new, quiet=args.quiet))
     code = camp.run()
     if args.json or args.junit or args.markdown or getattr(args, "sarif", None):
         _report(rep, camp, code, args)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from . import EXIT_CLEAN, EXIT_ERROR
-from .options import add_target_options, open_target_from_args
+from .options import add_target_options, add_verbosity, open_target_from_args, positive_int, seconds
 from ..case.binary import encode
 
 HELP = "shrink a failing case while the same oracle fires; write it in both encodings"
@@ -24,8 +24,10 @@ def add_arguments(p) -> None:
     p.add_argument("case", metavar="CASE", help="case file (binary, JSON or finding)")
     p.add_argument("--oracle", metavar="NAME", help="the oracle that must keep firing (default: see above)")
     p.add_argument("--out", default=".", metavar="DIR", help="directory for the minimized case (default: .)")
-    p.add_argument("--budget", type=int, default=None, metavar="N", help="at most N target evaluations")
-    p.add_argument("--max-time", type=float, default=None, metavar="S", help="stop shrinking after S seconds")
+    p.add_argument("--budget", type=positive_int, default=None, metavar="N", help="at most N target evaluations")
+    p.add_argument("--max-time", type=seconds, default=None, metavar="S", help="stop shrinking after S seconds")
+    add_verbosity(p, quiet="print only what was written, not the minimized case",
+                  verbose="print the case before minimizing too")
 
 
 def _fail(msg: str) -> int:
@@ -40,6 +42,11 @@ def run(args) -> int:
     from .render import render
     from ..targets.command import ModelTarget, TargetError
 
+    from ..oracles import ORACLES
+    if args.oracle is not None and args.oracle not in ORACLES:
+        print(f"vsock-fuzz minimize: error: --oracle {args.oracle}: no such oracle (known: "
+              f"{', '.join(sorted(ORACLES))})", file=sys.stderr)
+        return EXIT_ERROR
     try:
         entry = read_case(args.case)
     except CorpusError as e:
@@ -79,6 +86,12 @@ def run(args) -> int:
         return _fail(f"{args.out}: cannot write: {e.strerror or e}")
     print(f"minimized {args.case}: {before} -> {len(encode(small))} bytes (binary form), oracle {oracle} still fires")
     print(f"wrote {stem}.bin, {stem}.json, {stem}.finding.json")
-    print()
-    sys.stdout.write(render(small, finding.to_json(args.target)))
+    if args.verbose:
+        print(f"\n== before ({args.case})")
+        sys.stdout.write(render(entry.case, None))
+        print("\n== after")
+    if not args.quiet:
+        if not args.verbose:
+            print()
+        sys.stdout.write(render(small, finding.to_json(args.target, stem + ".bin")))
     return EXIT_CLEAN

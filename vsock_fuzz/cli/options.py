@@ -16,7 +16,7 @@ def add_target_options(p) -> None:
     p.add_argument("--profile", choices=PROFILES, default="spec",
                    help="model profile the answers are held to (default: spec)")
     p.add_argument("--strict", action="store_true", help="disagreeing with the model is an error, not a warning")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
+    p.add_argument("--timeout", type=_positive_float, default=2.0, metavar="S",
                    help="seconds a cmd: target may take per case before it has hung (default: 2)")
     p.add_argument("--start-timeout", type=_positive_float, default=START_TIMEOUT, metavar="S",
                    help=f"seconds a cmd: target may take to start and answer hello (default: {START_TIMEOUT:g})")
@@ -105,7 +105,7 @@ def _positive_float(text: str) -> float:
         v = float(text)
     except ValueError:
         v = 0.0
-    if not v > 0:
+    if not 0 < v < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return v
 
@@ -125,3 +125,81 @@ def _count(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return v
+
+
+# --- options several subcommands share ----------------------------------------------------
+
+SEVERITIES = ("critical", "error", "warning")
+
+
+def add_fail_on(p, default: str | None = "error", what: str = "(default: error)") -> None:
+    """--fail-on SEVERITY: the lowest finding severity that makes the exit status 1."""
+    p.add_argument("--fail-on", choices=SEVERITIES, default=default,
+                   help=f"lowest finding severity that makes the exit status 1 {what}")
+
+
+def add_verbosity(p, quiet: str, verbose: str) -> None:
+    """-q/--quiet and -v/--verbose, with what each leaves out or adds for this subcommand."""
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+    p.add_argument("-v", "--verbose", action="store_true", help=verbose)
+
+
+def regex(text: str) -> str:
+    """A regular expression, checked here so a bad one is a usage error."""
+    import re
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {e}") from None
+    return text
+
+
+def seconds(text: str) -> float:
+    """Seconds, > 0."""
+    return _positive_float(text)
+
+
+def seconds_or_zero(text: str) -> float:
+    """Seconds, >= 0 (0: none)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return v
+
+
+def positive_int(text: str) -> int:
+    return _positive_int(text)
+
+
+def count(text: str) -> int:
+    return _count(text)
+
+
+# libFuzzer's flags (as the harnesses in harnesses/ take them) and vsock-fuzz's options for them.
+LIBFUZZER_FLAGS = {
+    "max_total_time": "--max-time S", "runs": "--runs N", "jobs": "--jobs N", "workers": "--jobs N",
+    "fork": "--jobs N", "dict": "--dict FILE", "seed": "--seed N", "timeout": "--timeout S",
+    "rss_limit_mb": "--rlimit-as BYTES (e.g. 2048M)", "malloc_limit_mb": "--rlimit-as BYTES",
+    "artifact_prefix": "--out DIR", "exact_artifact_path": "--out DIR", "verbosity": "-v or -q",
+    "minimize_crash": "vsock-fuzz minimize CASE", "help": "--help",
+}
+
+
+def libfuzzer_hint(token: str, command: str) -> str | None:
+    """The message for a libFuzzer-style flag (`-max_total_time=10`), None for any other token."""
+    import re
+    m = re.fullmatch(r"-([a-z][a-z0-9_]*)(?:=(.*))?", token, re.S)
+    if not m or not (m[2] is not None or "_" in m[1] or m[1] in LIBFUZZER_FLAGS):
+        return None
+    name, value = m[1], m[2]
+    ours = LIBFUZZER_FLAGS.get(name)
+    if ours and value is not None and ours.startswith("--") and " " in ours:
+        ours = f"{ours.split(' ', 1)[0]} {value}"
+    say = (f"its vsock-fuzz equivalent is {ours}" if ours else
+           "vsock-fuzz's own options are --max-time, --runs, --jobs, --dict, --seed, --timeout and --out")
+    return (f"{token} is a libFuzzer flag, not an option of vsock-fuzz {command}: {say}; "
+            f"the harnesses in harnesses/ take libFuzzer flags directly "
+            f"(VSOCK_FUZZ_TARGET=SPEC python harnesses/fuzz_target.py {token} CORPUS)")

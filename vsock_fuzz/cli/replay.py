@@ -6,7 +6,9 @@ version, permission denied, vanished before it was read) does not stop the
 replay: the rest of the corpus still runs, and the exit status is 2 because
 the corpus was not replayed in full, even when findings were reported too
 (they are printed; the summary line counts both). Otherwise 1 when a finding
-is at or above --fail-on, else 0. A target that cannot be used ends the
+is at or above --fail-on, else 0. No case file at all under PATH... (an
+empty folder, a regressions folder that was never filled) is status 2 too:
+replaying nothing passes nothing. A target that cannot be used ends the
 replay with status 2. An interrupt (Ctrl-C) prints the summary of what ran
 and exits 130.
 """
@@ -18,7 +20,7 @@ import sys
 import time
 
 from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-from .options import add_target_options, open_target_from_args
+from .options import add_fail_on, add_target_options, add_verbosity, open_target_from_args
 
 HELP = "replay corpus files and directories (binary, JSON or findings) against a target"
 
@@ -26,10 +28,9 @@ HELP = "replay corpus files and directories (binary, JSON or findings) against a
 def add_arguments(p) -> None:
     add_target_options(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="case files or directories (read recursively)")
-    p.add_argument("--fail-on", choices=("critical", "error", "warning"), default="error",
-                   help="lowest severity that makes the exit status 1 (default: error)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only files that are not ok, and the summary")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each finding's message under its file")
+    add_fail_on(p)
+    add_verbosity(p, quiet="print only files that are not ok, and the summary",
+                  verbose="print each finding's message under its file")
     from .report import add_report_options
     add_report_options(p)  # JUnit: one test case per oracle
 
@@ -111,4 +112,8 @@ def run(args) -> int:
         return done(130, "interrupted")
     if unreadable:
         return done(EXIT_ERROR, f"{unreadable} file(s) could not be read")
+    if not total:
+        why = f"no case files in {' '.join(args.paths)} (an empty corpus replays nothing)"
+        print(f"vsock-fuzz replay: error: {why}", file=sys.stderr)
+        return done(EXIT_ERROR, why)
     return done(EXIT_FINDINGS if failing else EXIT_CLEAN)
