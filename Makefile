@@ -20,12 +20,20 @@ venv: $(STAMP)
 # The example C target (examples/c-target): built when a C compiler exists;
 # the tests that need it skip, saying why, when it does not.
 C_TARGET := examples/c-target/vsock_target
+C_TARGET_COV := examples/c-target/vsock_target_cov
 HAVE_CC := $(shell command -v $(CC) 2>/dev/null)
 
-c-target: $(C_TARGET)
+c-target: $(C_TARGET) $(C_TARGET_COV)
 
 $(C_TARGET): examples/c-target/vsock_target.c
 	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+# The same target instrumented for the coverage channel (docs/protocol-extensions.md): its
+# blocks call vsock_cov.c's __sanitizer_cov_trace_pc (gcc or clang), which is built without it.
+$(C_TARGET_COV): examples/c-target/vsock_target.c examples/c-target/vsock_cov.c
+	$(CC) -O2 -Wall -Wextra -c -o $@.o examples/c-target/vsock_cov.c
+	$(CC) -O2 -Wall -Wextra -fsanitize-coverage=trace-pc -o $@ examples/c-target/vsock_target.c $@.o
+	rm -f $@.o
 
 # Throughput to the C target, serve and py: targets; RSS over a campaign.
 bench-targets: $(STAMP) $(C_TARGET)
@@ -40,7 +48,7 @@ HAVE_CARGO := $(shell command -v cargo 2>/dev/null)
 adapters:
 	cd adapters/rust && cargo build --release --locked && cargo test --release --locked --no-run -q
 
-test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters)
+test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET) $(C_TARGET_COV)) $(if $(HAVE_CARGO),adapters)
 	$(BIN)/python -m pytest -q
 
 # A newcomer's first campaign: the model under every oracle, 30 s from the seed corpus.

@@ -40,6 +40,11 @@ typedef unsigned __int128 u128;  /* guest addresses + lengths may pass 2^64 */
 #define MAX_INDIRECT_ENTRIES 0xFFFF
 #define SPEC_MAX_CHAIN_BYTES ((u128)1 << 32)
 #define MODE_FRAMES "frames-v1"
+#define COV_CHANNEL "shm-8bit-v1"
+
+/* Linked in from vsock_cov.c in the instrumented build (vsock_target_cov): whether the harness
+   passed a coverage region and it is mapped.  Absent (NULL) in the plain build. */
+int vsock_cov_active(void) __attribute__((weak));
 
 static void die(const char *what)
 {
@@ -687,9 +692,11 @@ struct line_req {
     size_t id_len;
     int op;               /* 0 unknown, 1 hello, 2 parse */
     int wants_frames;
+    int wants_coverage;
 };
 
-static int modes_value(struct json *j, struct line_req *lr)
+/* A list of strings; *found set when `want` is among them. */
+static int names_value(struct json *j, const char *want, int *found)
 {
     if (expect(j, '[') < 0)
         return -1;
@@ -700,8 +707,8 @@ static int modes_value(struct json *j, struct line_req *lr)
         size_t n;
         if (string(j, &s, &n) < 0)
             return -1;
-        if (n == sizeof MODE_FRAMES - 1 && memcmp(s, MODE_FRAMES, n) == 0)
-            lr->wants_frames = 1;
+        if (n == strlen(want) && memcmp(s, want, n) == 0)
+            *found = 1;
     } while (peek_take(j, ','));
     return expect(j, ']');
 }
@@ -739,7 +746,9 @@ static int request_line(struct json *j, struct line_req *lr)
             if (ring_value(j, &ring) < 0) return -1;
             have |= 8;
         } else if (KEY("modes")) {
-            if (modes_value(j, lr) < 0) return -1;
+            if (names_value(j, MODE_FRAMES, &lr->wants_frames) < 0) return -1;
+        } else if (KEY("coverage")) {
+            if (names_value(j, COV_CHANNEL, &lr->wants_coverage) < 0) return -1;
         } else if (skip_value(j, 0) < 0) return -1;
     });
     if (lr->op == 2 && (have != 15 || ring != 31))
@@ -966,6 +975,8 @@ int main(void)
         if (lr.op == 1) {
             out_id(&lr);
             out_str("\"ok\":true,\"protocol\":1,\"name\":\"vsock_target.c (spec)\",\"version\":\"1\"");
+            if (lr.wants_coverage && vsock_cov_active && vsock_cov_active())
+                out_str(",\"coverage\":\"" COV_CHANNEL "\"");
             out_str(lr.wants_frames ? ",\"mode\":\"" MODE_FRAMES "\"}\n" : "}\n");
             if (lr.wants_frames) {
                 serve_frames();

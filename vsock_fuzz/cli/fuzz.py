@@ -39,6 +39,10 @@ def add_arguments(p) -> None:
     p.add_argument("--fail-on-new", action="store_true",
                    help="exit 1 only for root causes at or above --fail-on that no earlier run into the same "
                         "--out recorded (its root-causes.json); the known ones are listed, not failed")
+    p.add_argument("--coverage", choices=("target", "harness", "both"), default=None,
+                   help="what guides mutation: the target's own edges, through the coverage channel a cmd: "
+                        "target takes in hello (docs/protocol-extensions.md), the harness's instrumented Python, "
+                        "or both (default: both when the target takes the channel, else harness)")
     p.add_argument("--minimize-time", type=seconds_or_zero, default=None, metavar="S",
                    help="seconds for minimizing the reproducers, the last part of --max-time (less than it); "
                         "without --max-time, after the campaign (default: a quarter of --max-time, at most 60; "
@@ -58,6 +62,7 @@ def run(args) -> int:
         target=args.target, max_time=max_time, runs=args.runs, engine=args.engine, jobs=args.jobs,
         out=args.out, seed=args.seed, profile=args.profile, strict=args.strict, fail_on=args.fail_on,
         corpus=_seeds(args)[0], timeout=args.timeout, dict=_seeds(args)[1], minimize_time=args.minimize_time,
+        coverage=args.coverage,
         stop_on=tuple(args.stop_on), target_options=_limits(args), verbose=args.verbose,
         fail_on_new=args.fail_on_new, quiet=args.quiet))
     code = camp.run()

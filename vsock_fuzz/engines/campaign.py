@@ -82,6 +82,7 @@ class Options:
     target_options: dict = field(default_factory=lambda: {})
     verbose: bool = False      # the summary lists every finding, not one entry per root cause
     fail_on_new: bool = False  # exit 1 only for root causes the output directory has not seen before
+    coverage: str | None = None  # target | harness | both; None: both when the target offers the coverage channel
     quiet: bool = False        # no pulse lines
 
 

@@ -41,6 +41,7 @@ class Worker:
     cov: int = 0
     ft: int = 0
     corp: int = 0
+    tcov: int | None = None  # the target's coverage counters seen non-zero (None: no channel)
     tail: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     hits: dict = field(default_factory=dict)
@@ -119,7 +120,8 @@ def spawn(o: Options, index: int, engine: str) -> Worker:
     r, w = os.pipe()
     cfg = {"engine": engine, "target": o.target, "profile": o.profile, "strict": o.strict, "fail_on": o.fail_on,
            "timeout": o.timeout, "target_options": o.target_options, "out": o.out, "stats_fd": w,
-           "flags": libfuzzer_flags(o, index, engine), "corpus": [corpus, *seeds]}
+           "flags": libfuzzer_flags(o, index, engine), "corpus": [corpus, *seeds],
+           "coverage": getattr(o, "coverage", None)}
     proc = subprocess.Popen([sys.executable, "-m", "vsock_fuzz.engines.worker", json.dumps(cfg)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             pass_fds=(w,), start_new_session=True)
@@ -195,6 +197,8 @@ class Pool:
             w.hits = msg["hits"]
         if "unsupported" in msg:
             w.unsupported = msg["unsupported"]
+        if "tcov" in msg:
+            w.tcov = max(w.tcov or 0, msg["tcov"])
         if "fatal" in msg:
             self.fatal = msg["fatal"]
         if "finding" in msg:
@@ -248,6 +252,12 @@ class Pool:
 
     def cov(self) -> int:
         return max((w.cov for w in self.workers), default=0)
+
+    def tcov(self) -> int | None:
+        """The target's own coverage (counters of the coverage channel seen non-zero), None when no
+        worker's target counts its edges for us."""
+        seen = [w.tcov for w in self.workers if w.tcov is not None]
+        return max(seen) if seen else None
 
     def corp(self) -> int:
         return max((w.corp for w in self.workers), default=0)

@@ -24,7 +24,9 @@ def status_line(event: str, pool: Pool, findings: Findings, start: float) -> str
     t = max(time.monotonic() - start, 1e-9)
     c = findings.by_severity()
     unsup = sum(pool.unsupported().values())
-    return (f"#{n}\t{event} cov: {pool.cov()} corp: {pool.corp()} exec/s: {int(n / t)} "
+    tcov = pool.tcov()  # libFuzzer's cov counts the target's edges and ours; tcov the target's alone
+    return (f"#{n}\t{event} cov: {pool.cov()}" + ("" if tcov is None else f" tcov: {tcov}")
+            + f" corp: {pool.corp()} exec/s: {int(n / t)} "
             f"findings: {c['critical']}/{c['error']}/{c['warning']}" + (f" unsup: {unsup}" if unsup else "")
             + f" rss: {rss_mb(pool)}Mb")
 
@@ -38,7 +40,10 @@ def summary(c: Campaign) -> Iterator[str]:
     yield ""
     yield (f"== vsock-fuzz summary: target {o.target}, {n} cases in {t:.1f}s ({int(n / t)} exec/s; "
            + ", ".join(f"{e} {k}" for e, k in execs_by_engine(pool).items()) + f"), stopped: {c.stop_reason}")
-    yield f"   coverage {pool.cov()}, corpus {pool.corp()}, findings in {o.out}/"
+    tcov = pool.tcov()
+    yield (f"   coverage {pool.cov()}" + ("" if tcov is None else f" ({tcov} of them the target's own edges, "
+                                          f"about {max(pool.cov() - tcov, 0)} the harness's)")
+           + f", corpus {pool.corp()}, findings in {o.out}/")
     yield from unsupported_note(pool.unsupported(), n)
     if not findings:
         yield "   no findings"

@@ -29,6 +29,7 @@ of ours imported before instrument_imports would not be instrumented.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -124,7 +125,8 @@ def worker(cfg: dict) -> None:
     """Run one engine under libFuzzer until the parent stops it or the flags end it."""
     import atheris
     stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
-    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}}
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}, "region": None}
+    coverage = cfg.get("coverage")  # target | harness | both; None: both when the target offers the channel
 
     def send(msg: dict) -> None:
         try:
@@ -137,18 +139,22 @@ def worker(cfg: dict) -> None:
             state["target"].close()
         try:
             stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"],
-                                    "unsupported": state["unsupported"]}) + "\n")
+                                    "unsupported": state["unsupported"], **_coverage_figures(state["region"])}) + "\n")
             stats.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass
         os._exit(code)
 
-    with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
+    # --coverage target: the target's edges alone guide libFuzzer, our Python is not instrumented.
+    instrument = atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()) \
+        if coverage != "target" else contextlib.nullcontext()
+    with instrument:
         from ..targets.command import TargetError, open_target
         try:
             # die_with_parent: a worker killed after its grace period takes a hung target with it.
             target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], die_with_parent=True,
                                                    **cfg["target_options"])
+            region = state["region"] = _offer_coverage(target, coverage)
         except TargetError as e:
             send({"fatal": str(e)})
             os._exit(2)
@@ -178,11 +184,14 @@ def worker(cfg: dict) -> None:
                 unsupported[detail] = unsupported.get(detail, 0) + 1
             else:
                 unsupported["(other details)"] = unsupported.get("(other details)", 0) + 1
+        if region is not None and not region.screen() and state["execs"] & 31 == 0:
+            region.sample()  # between the target's answer and libFuzzer's clearing the counters
         if state["execs"] & 127 == 0:
             now = time.monotonic()
             if now - state["last"] >= 0.25:
                 state["last"] = now
-                send({"execs": state["execs"], "hits": rec.hits, "unsupported": unsupported})
+                send({"execs": state["execs"], "hits": rec.hits, "unsupported": unsupported,
+                      **_coverage_figures(region)})
 
     def guarded(run):
         def TestOneInput(data: bytes) -> None:
@@ -200,7 +209,45 @@ def worker(cfg: dict) -> None:
             _, findings, answer = check(data)
             return findings, answer
     atheris.Setup([sys.argv[0], *cfg["flags"], *cfg["corpus"]], guarded(run))
+    if region is not None:
+        from ..targets.coverage import register_with_libfuzzer
+        register_with_libfuzzer(region)  # before Fuzz(): one more module of 8-bit counters
     atheris.Fuzz()
+
+
+def _offer_coverage(target, mode):
+    """The coverage region `target` counts its edges in (targets.coverage), or None: harness
+    coverage only. Starts the target, whose hello settles the channel. A target that does not
+    take it is given no region (it runs as it always did); under --coverage target that is an
+    error (TargetError), as is a target without a process."""
+    from ..targets.base import TargetError
+    from ..targets.coverage import CHANNEL, CoverageError, Region
+    if mode == "harness":
+        return None
+    if not hasattr(target, "coverage"):
+        if mode == "target":
+            raise TargetError("--coverage target needs a cmd: target that offers the coverage channel")
+        return None
+    try:
+        region = Region()
+    except CoverageError as e:
+        if mode == "target":
+            raise TargetError(str(e)) from None
+        return None
+    target.coverage = region
+    target.device  # noqa: B018  (starts the target)
+    if region.negotiated:
+        return region
+    target.coverage = None
+    region.close()
+    if mode == "target":
+        raise TargetError(f"--coverage target: {target.name} does not offer the coverage channel {CHANNEL} in hello")
+    return None
+
+
+def _coverage_figures(region) -> dict:
+    """What a stats message says of the target's coverage: `tcov`, the counters seen non-zero."""
+    return {} if region is None else {"tcov": region.seen(), "tcov_garbage": region.garbage}
 
 
 def _hypothesis_run(evaluate_case):

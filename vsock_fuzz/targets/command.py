@@ -134,7 +134,8 @@ class ProcessLife:
         self._begin(self._spawn(self._stderr))
 
     def _spawn(self, tail: StderrTail) -> Child:
-        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl)
+        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl,
+                     **(self.coverage.child() if self.coverage is not None else {}))
 
     def _begin(self, child: Child) -> None:
         """Make `child` the running target: attach the pipes and settle hello."""
@@ -144,8 +145,10 @@ class ProcessLife:
         request = {"op": "hello", "protocol": PROTOCOL}
         if self.modes:
             request["modes"] = list(self.modes)
+        if self.coverage is not None:
+            request["coverage"] = list(self.coverage.offer)
         reply = self._wire.hello(request, self.start_timeout)
-        if self.modes and isinstance(reply, dict) and reply.get("ok") is False:
+        if len(request) > 2 and isinstance(reply, dict) and reply.get("ok") is False:
             reply = self._wire.hello({"op": "hello", "protocol": PROTOCOL}, self.start_timeout)  # a strict v1 target
         if isinstance(reply, str) or reply.get("ok") is not True or reply.get("protocol") != PROTOCOL:
             why = reply if isinstance(reply, str) else f"answered {json.dumps(reply)[:200]}"
@@ -156,6 +159,10 @@ class ProcessLife:
             self._kill()
             raise TargetError(f"{self.name}: hello chose mode {mode!r}, which was not offered ({', '.join(self.modes) or 'v1 only'})")
         self._wire.mode = mode
+        why = self.coverage.settle(reply.get("coverage")) if self.coverage is not None else None
+        if why:
+            self._kill()
+            raise TargetError(f"{self.name}: {why}")
         self.hello = reply
         self.declare(reply.get("device"), "hello device")
         self.version = str(reply.get("version", ""))
@@ -210,6 +217,7 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.name = " ".join(argv)
         self.version = ""
         self.hello: dict | None = None  # kept whole: optional fields are read by the features using them
+        self.coverage = None  # a targets.coverage.Region: offered in hello, its memfd inherited by every process
         self.proc = None          # the running target's subprocess.Popen
         self._child: Child | None = None
         self._wire = Channel(timeout, error_classes)

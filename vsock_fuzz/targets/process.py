@@ -82,10 +82,11 @@ class Child:
 
     `stdin` and `stdout` are the pipes' file descriptors, non-blocking; `sel` waits on
     stdout and, where there are pidfds, on the process's exit. `prctl` (libc_prctl())
-    asks for the parent-death signal; `rlimits` are (resource name, value) pairs.
+    asks for the parent-death signal; `rlimits` are (resource name, value) pairs;
+    `pass_fds` and `env` are subprocess's (the coverage region's memfd and its name).
     """
 
-    def __init__(self, argv: list[str], stderr: StderrTail, *, rlimits=(), prctl=None):
+    def __init__(self, argv: list[str], stderr: StderrTail, *, rlimits=(), prctl=None, pass_fds=(), env=None):
         self._rlimits = rlimits
         self._prctl = prctl
         stderr.clear()
@@ -93,7 +94,8 @@ class Child:
         try:
             self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, start_new_session=True,
-                                          preexec_fn=self._in_child if rlimits or prctl else None)
+                                          preexec_fn=self._in_child if rlimits or prctl else None,
+                                          pass_fds=pass_fds, env=env)
         except OSError as e:
             raise TargetError(f"cannot start {argv[0]!r}: {e.strerror or e}") from None
         self.stdin = self.popen.stdin.fileno()
