@@ -100,7 +100,9 @@ def main() -> None:
         for mode, m in med.items()))
     if "harness" in med:
         for mode, m in med.items():
-            if mode != "harness":
+            if mode != "harness" and m >= a.seconds:
+                print(f"  harness / {mode}: neither found it within {a.seconds:g}s (try a larger --seconds)")
+            elif mode != "harness":
                 print(f"  harness / {mode}: {med['harness'] / max(m, 1e-9):.1f}x"
                       + (" or more" if med["harness"] >= a.seconds else ""))
     plain = build(work, source, "plain", False)
