@@ -131,7 +131,34 @@ def spawn(o: Options, index: int, engine: str) -> Worker:
     return Worker(index, engine, proc, r)
 
 
-class Pool:
+class Figures:
+    """What the status lines and the summary read off the workers (`workers`, `retired`)."""
+
+    def total_execs(self) -> int:
+        return sum(w.execs for w in self.workers) + self.retired
+
+    def unsupported(self) -> dict[str, int]:
+        """Cases answered Unsupported, by detail, over every worker (a restarted one's are lost)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            for detail, n in w.unsupported.items():
+                out[detail] = out.get(detail, 0) + n
+        return out
+
+    def cov(self) -> int:
+        return max((w.cov for w in self.workers), default=0)
+
+    def tcov(self) -> int | None:
+        """The target's own coverage (counters of the coverage channel seen non-zero), None when no
+        worker's target counts its edges for us."""
+        seen = [w.tcov for w in self.workers if w.tcov is not None]
+        return max(seen) if seen else None
+
+    def corp(self) -> int:
+        return max((w.corp for w in self.workers), default=0)
+
+
+class Pool(Figures):
     """The workers of one campaign. `say` prints a line; `interrupted()` tells whether the campaign
     was interrupted (a worker that exits then has not failed)."""
 
@@ -236,28 +263,3 @@ class Pool:
             self.read(w, "stats")
             self.read(w, "err")
             w.done = True
-
-    # -- figures --------------------------------------------------------------
-
-    def total_execs(self) -> int:
-        return sum(w.execs for w in self.workers) + self.retired
-
-    def unsupported(self) -> dict[str, int]:
-        """Cases answered Unsupported, by detail, over every worker (a restarted one's are lost)."""
-        out: dict[str, int] = {}
-        for w in self.workers:
-            for detail, n in w.unsupported.items():
-                out[detail] = out.get(detail, 0) + n
-        return out
-
-    def cov(self) -> int:
-        return max((w.cov for w in self.workers), default=0)
-
-    def tcov(self) -> int | None:
-        """The target's own coverage (counters of the coverage channel seen non-zero), None when no
-        worker's target counts its edges for us."""
-        seen = [w.tcov for w in self.workers if w.tcov is not None]
-        return max(seen) if seen else None
-
-    def corp(self) -> int:
-        return max((w.corp for w in self.workers), default=0)
