@@ -131,6 +131,9 @@ def chain_families():
             mk([_ind(hdr, data, flags=W)]),                               # WRITE on the table descriptor
             mk([hdr, _ind(data)]),                                        # direct then indirect
             mk([_ind(hdr, Buf(5, d | F_NEXT, next=7))]),                  # table entry next past the table
+            # ... onto the descriptor right after the table: a one-entry table at the queue's entry 1,
+            # whose next (1) is the queue's entry 2, the data (a walk bounded by the queue size takes it)
+            mk([Buf(DESC_SIZE, F_INDIRECT | F_NEXT, addr=DESC_SIZE), Buf(H, d, next=1), data]),
             mk([_ind(hdr, Buf(5, d | F_NEXT, next=0))]),                  # loop inside the table
             mk([_ind(Buf(1 << 31, d, addr=0x80000), Buf(1 << 31, d, addr=0x80000), Buf(1, d, addr=0x80000))]),  # over 2^32 bytes
             mk([Buf(0xFFFFFFFF, d, addr=0x80000), Buf(0xFFFFFFFF, d, addr=0x80000)]),  # two u32-max descriptors
