@@ -72,29 +72,31 @@ impl GuestMemory {
     /// Copy guest memory at `gpa` into `buf`, across adjacent regions as a VMM's
     /// `read` does; `None` if any byte is not guest memory.
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = gpa.checked_add(done as u64)?;
-            let r = self.region(at)?;
-            let off = at - r.gpa;
-            let n = ((r.size - off) as u128).min((buf.len() - done) as u128) as usize;
-            // SAFETY: [off, off + n) lies inside the region's live mapping.
-            unsafe { ptr::copy_nonoverlapping(r.host.add(off as usize), buf[done..].as_mut_ptr(), n) };
-            done += n;
-        }
-        Some(())
+        // SAFETY: each piece lies inside its region's live mapping (`pieces`).
+        self.pieces(gpa, buf.len(), |host, done, n| unsafe {
+            ptr::copy_nonoverlapping(host, buf[done..].as_mut_ptr(), n)
+        })
     }
 
     /// Copy `data` into guest memory at `gpa`; `None` if any byte is not guest memory.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
+        // SAFETY: as in `read`.
+        self.pieces(gpa, data.len(), |host, done, n| unsafe {
+            ptr::copy_nonoverlapping(data[done..].as_ptr(), host, n)
+        })
+    }
+
+    /// `[gpa, gpa + len)` cut at region ends: `f(host pointer, bytes before it, piece length)`
+    /// for each piece in order; `None` at the first byte that is not guest memory.
+    fn pieces(&self, gpa: u64, len: usize, mut f: impl FnMut(*mut u8, usize, usize)) -> Option<()> {
         let mut done = 0usize;
-        while done < data.len() {
+        while done < len {
             let at = gpa.checked_add(done as u64)?;
             let r = self.region(at)?;
             let off = at - r.gpa;
-            let n = ((r.size - off) as u128).min((data.len() - done) as u128) as usize;
-            // SAFETY: as in `read`.
-            unsafe { ptr::copy_nonoverlapping(data[done..].as_ptr(), r.host.add(off as usize), n) };
+            let n = ((r.size - off) as u128).min((len - done) as u128) as usize;
+            // SAFETY: off < r.size, so the pointer stays inside the region's mapping.
+            f(unsafe { r.host.add(off as usize) }, done, n);
             done += n;
         }
         Some(())
