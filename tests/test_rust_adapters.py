@@ -12,6 +12,7 @@ imports), so the package's internal layout does not matter here.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ WORKSPACE = ROOT / "adapters" / "rust"
 RELEASE = WORKSPACE / "target" / "release"
 CURRENT = RELEASE / "vsock-target-rust-vmm"
 OLD = RELEASE / "vsock-target-rust-vmm-0-2"
+# `make adapters` builds these again with SanitizerCoverage counters (kit/src/coverage.rs).
+COV_RELEASE = WORKSPACE / "target" / "cov"
 
 SINGLE_6_2 = [f"tx/linux-6.2/{n}" + s for n in ("1KiB", "32KiB", "33KiB", "64KiB") for s in ("", "/indirect")]
 MULTI_6_17 = [f"tx/linux-6.17/{n}" + s for n in ("33KiB", "64KiB") for s in ("", "/indirect")]
@@ -39,9 +42,18 @@ def cargo() -> str:
 
 @pytest.fixture(scope="module")
 def built() -> None:
-    """`cargo build --release --locked`: a no-op when `make adapters` ran, a rebuild when sources changed."""
-    subprocess.run([cargo(), "build", "--release", "--locked", "-q"], cwd=WORKSPACE, check=True)
+    """`make adapters`: a no-op when it ran, a rebuild when sources changed."""
+    cargo()
+    subprocess.run(["make", "-s", "adapters"], cwd=ROOT, check=True, capture_output=True)
     assert CURRENT.exists() and OLD.exists()
+
+
+@pytest.fixture(scope="module")
+def instrumented(built) -> Path:
+    """The rust-vmm 0.12.0 target built with SanitizerCoverage's inline 8-bit counters."""
+    found = list(COV_RELEASE.glob("*/release/vsock-target-rust-vmm"))
+    assert len(found) == 1, found
+    return found[0]
 
 
 def vsock_fuzz(*args: str) -> subprocess.CompletedProcess:
@@ -122,3 +134,47 @@ def test_readme_example_is_the_built_example(built, tmp_path):
     assert shown == (WORKSPACE / "example-device" / "src" / "main.rs").read_text()
     rows = check(RELEASE / "vsock-target-example", tmp_path, safe=False)  # a toy: it has bugs to find
     assert rows["tx/linux-5.x/1KiB"]["verdict"] == "pass"
+
+
+def hello_with_region(target: Path) -> tuple[dict, bytes]:
+    """Hello offering the coverage channel with a region passed as the harness passes it,
+    then one Linux-shaped tx case; the answer and the region's bytes after it."""
+    fd = os.memfd_create("cov")
+    os.ftruncate(fd, 1 << 16)
+    seed = sorted((ROOT / "corpus" / "tx").iterdir())[0]
+    case = subprocess.run([sys.executable, "-m", "vsock_fuzz", "convert", "--to", "json", str(seed), "-"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    request = json.loads(case)
+    request.update(op="parse", id=1)
+    lines = [json.dumps({"op": "hello", "protocol": 1, "coverage": ["shm-8bit-v1"]}), json.dumps(request)]
+    env = {**os.environ, "VSOCK_FUZZ_COV_FD": str(fd), "VSOCK_FUZZ_COV_SIZE": str(1 << 16)}
+    run = subprocess.run([str(target)], input=("\n".join(lines) + "\n").encode(), capture_output=True, timeout=10,
+                         env=env, pass_fds=(fd,))
+    out = run.stdout.split(b"\n")
+    assert json.loads(out[1])["id"] == 1, run.stdout + run.stderr
+    region = os.pread(fd, 1 << 16, 0)
+    os.close(fd)
+    return json.loads(out[0]), region
+
+
+def test_instrumented_target_counts_its_edges_in_the_region(instrumented):
+    hello, region = hello_with_region(instrumented)
+    assert hello["coverage"] == "shm-8bit-v1"
+    assert sum(map(bool, region)) > 20  # the device's edges for one packet (not the kit's JSON decoding)
+
+
+def test_plain_target_declines_the_channel(built):
+    hello, region = hello_with_region(CURRENT)
+    assert "coverage" not in hello
+    assert region == bytes(1 << 16)
+
+
+def test_campaign_is_guided_by_the_targets_edges(instrumented, tmp_path):
+    report = tmp_path / "fuzz.json"
+    run = vsock_fuzz("fuzz", "--target", f"cmd:{instrumented}", "--coverage", "target", "--runs", "3000",
+                     "--minimize-time", "0", "--fail-on", "critical", "--out", str(tmp_path / "out"),
+                     "--json", str(report))
+    assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    stats = json.loads(report.read_text())["stats"]
+    assert stats["target_coverage"] > 100, stats
+    assert "tcov:" in run.stdout + run.stderr

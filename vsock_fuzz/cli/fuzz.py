@@ -113,4 +113,6 @@ def _report(rep: dict, camp, code: int, args) -> None:
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
              "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),
              "unsupported": sum(camp.pool.unsupported().values())}
+    if camp.pool.tcov() is not None:  # the target took the coverage channel
+        stats["target_coverage"] = camp.pool.tcov()
     report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.why_incomplete()), args)

@@ -21,6 +21,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
+pub mod coverage;
 mod memory;
 pub mod wire;
 
@@ -200,7 +201,7 @@ impl Target {
         Target { name: name.into(), version: version.into(), ..Default::default() }
     }
 
-    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>) -> serde_json::Value {
+    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>, coverage: bool) -> serde_json::Value {
         let mut device = serde_json::json!({ "features": self.features });
         for (k, v) in [
             ("max_data_size", self.max_data_size),
@@ -220,6 +221,9 @@ impl Target {
         }
         if let Some(m) = mode {
             h["mode"] = m.into();
+        }
+        if coverage {
+            h["coverage"] = coverage::CHANNEL.into();
         }
         h
     }
@@ -301,6 +305,7 @@ impl<R: Read> Input<R> {
 pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input: R, mut out: W) -> io::Result<()> {
     let mut input = Input { r: input, buf: Vec::new(), pos: 0, end: 0 };
     let mut mem = GuestMemory::default();
+    let mut cov = None;
     while let Some(n) = input.line(&mut out)? {
         let line = input.bytes(n);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -310,16 +315,20 @@ pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input:
         let decoded = wire::decode_line(line);
         input.consume(n + 1);
         match decoded {
-            Line::Hello { id, modes } => {
+            Line::Hello { id, modes, coverage } => {
                 let frames = modes.iter().any(|m| m == MODE_FRAMES);
-                serde_json::to_writer(&mut out, &target.hello(&id, frames.then_some(MODE_FRAMES)))?;
+                if cov.is_none() && coverage.iter().any(|c| c == coverage::CHANNEL) {
+                    cov = coverage::Channel::open();
+                }
+                let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.is_some());
+                serde_json::to_writer(&mut out, &hello)?;
                 out.write_all(b"\n")?;
                 if frames {
-                    return serve_frames(target, &mut device, &mut mem, &mut input, &mut out);
+                    return serve_frames(target, &mut device, &mut mem, cov.as_ref(), &mut input, &mut out);
                 }
             }
             Line::Parse { id, case } => {
-                let answer = answer(target, &mut device, &mut mem, &case);
+                let answer = answer(target, &mut device, &mut mem, cov.as_ref(), &case);
                 wire::answer_line(&mut out, &id, &answer)?;
             }
             Line::Bad { id, why } => wire::answer_line(&mut out, &id, &Err(Reject::new("BadRequest", why)))?,
@@ -332,6 +341,7 @@ fn serve_frames<R: Read, W: Write>(
     target: &Target,
     device: &mut impl Device,
     mem: &mut GuestMemory,
+    cov: Option<&coverage::Channel>,
     input: &mut Input<R>,
     out: &mut W,
 ) -> io::Result<()> {
@@ -345,7 +355,7 @@ fn serve_frames<R: Read, W: Write>(
         let case = wire::decode_case(&frame[4..]);
         input.consume(4 + n);
         let answer = match case {
-            Ok(case) => answer(target, device, mem, &case),
+            Ok(case) => answer(target, device, mem, cov, &case),
             Err(why) => Err(Reject::new("BadRequest", why)),
         };
         wire::answer_frame(out, id, &answer)?;
@@ -353,8 +363,15 @@ fn serve_frames<R: Read, W: Write>(
     out.flush()
 }
 
-/// Set the case's memory up, apply its writes and ask the device.
-fn answer(target: &Target, device: &mut impl Device, mem: &mut GuestMemory, case: &Case) -> Answer {
+/// Set the case's memory up, apply its writes and ask the device (counting its edges
+/// alone into the coverage region, when the harness took the channel).
+fn answer(
+    target: &Target,
+    device: &mut impl Device,
+    mem: &mut GuestMemory,
+    cov: Option<&coverage::Channel>,
+    case: &Case,
+) -> Answer {
     let mut regions = case.regions.clone();
     regions.sort_unstable();
     for (i, &(gpa, size)) in regions.iter().enumerate() {
@@ -386,7 +403,10 @@ fn answer(target: &Target, device: &mut impl Device, mem: &mut GuestMemory, case
         }
     }
     let max_data_size = target.max_data_size.unwrap_or(case.max_data_size);
-    device.parse(&Parse { queue: case.queue, max_data_size, ring: case.ring, memory: mem })
+    let parse = Parse { queue: case.queue, max_data_size, ring: case.ring, memory: mem };
+    let Some(cov) = cov else { return device.parse(&parse) };
+    let _counted = cov.begin(); // ends on return and on a panic unwinding out (a crash's edges count)
+    device.parse(&parse)
 }
 
 #[cfg(test)]

@@ -248,3 +248,50 @@ fn a_panic_unwinds_after_flushing_earlier_answers() {
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0]["id"], 1);
 }
+
+/// The coverage runtime: counters registered as SanitizerCoverage does, counted only while
+/// the device runs, added into the harness's region (saturating), and counted on a panic.
+#[test]
+fn coverage_counts_only_the_device_into_the_region() {
+    static mut COUNTERS: [u8; 24] = [0; 24];
+    // SAFETY: a memfd of our own; the counters are a static only this test touches
+    let (fd, counters) = unsafe {
+        let fd = libc::memfd_create(c"cov".as_ptr(), 0);
+        assert!(fd >= 0 && libc::ftruncate(fd, 16) == 0);
+        let c = &raw mut COUNTERS;
+        coverage::__sanitizer_cov_8bit_counters_init((*c).as_mut_ptr(), (*c).as_mut_ptr().add(24));
+        coverage::__sanitizer_cov_8bit_counters_init((*c).as_mut_ptr(), (*c).as_mut_ptr().add(24)); // a repeat
+        (fd, &mut *c)
+    };
+    assert_eq!(coverage::counters(), 24);
+    assert!(coverage::Channel::map(fd, 12).is_none(), "a size that is no power of two");
+    let ch = coverage::Channel::map(fd, 16).unwrap();
+    // SAFETY: a second view of the 16-byte memfd, read only here
+    let region = unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), 16, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        std::slice::from_raw_parts(p as *const u8, 16)
+    };
+    counters[3] = 9; // counted before the device runs (the kit's decoding): dropped
+    {
+        let _counting = ch.begin();
+        assert!(counters.iter().all(|&c| c == 0));
+        counters[1] = 2;
+        counters[17] = 200; // folds onto counter 1
+        counters[5] = 7;
+    }
+    assert_eq!(&region[..6], &[0, 202, 0, 0, 0, 7]);
+    {
+        let _counting = ch.begin();
+        counters[1] = 100;
+    }
+    assert_eq!(region[1], 255, "saturates");
+    let crashed = std::panic::catch_unwind(|| {
+        let _counting = ch.begin();
+        // SAFETY: the same static; the guard holds no reference into it
+        unsafe { (*(&raw mut COUNTERS))[9] = 1 };
+        panic!("the device crashed");
+    });
+    assert!(crashed.is_err());
+    assert_eq!(region[9], 1, "a panicking case's edges count");
+}

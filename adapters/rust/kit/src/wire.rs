@@ -50,6 +50,7 @@ struct LineJ {
     id: Option<Value>,
     op: Option<String>,
     modes: Option<Vec<String>>,
+    coverage: Option<Vec<String>>,
     queue: Option<String>,
     max_data_size: Option<u64>,
     memory: Option<Vec<RegionJ>>,
@@ -58,7 +59,7 @@ struct LineJ {
 }
 
 pub enum Line {
-    Hello { id: Option<Value>, modes: Vec<String> },
+    Hello { id: Option<Value>, modes: Vec<String>, coverage: Vec<String> },
     Parse { id: Option<Value>, case: Case },
     /// A line the kit cannot use: answered `BadRequest` with the id, if any.
     Bad { id: Option<Value>, why: String },
@@ -84,7 +85,9 @@ pub fn decode_line(line: &[u8]) -> Line {
     };
     let id = j.id;
     match j.op.as_deref() {
-        Some("hello") => return Line::Hello { id, modes: j.modes.unwrap_or_default() },
+        Some("hello") => {
+            return Line::Hello { id, modes: j.modes.unwrap_or_default(), coverage: j.coverage.unwrap_or_default() }
+        }
         Some("parse") => {}
         other => return Line::Bad { id, why: format!("unknown op {other:?}") },
     }
