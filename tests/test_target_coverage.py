@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vsock_fuzz.case.layout import plain_packet
+from vsock_fuzz.case.layout import assemble, linux_tx, plain_packet
 from vsock_fuzz.targets import CommandTarget
 from vsock_fuzz.targets.base import TargetError
 from vsock_fuzz.targets.coverage import CHANNEL, ENV_FD, ENV_SIZE, SIZE, Region
@@ -162,6 +162,27 @@ def test_instrumented_c_target_answers_the_channel(region, flag):
     try:
         assert not t.parse(plain_packet()).faulted
         assert region.negotiated and region.nonzero() > 10
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("flag", list(BUILDS))
+def test_a_cases_counters_are_the_devices_for_that_case(region, flag):
+    """The example brackets its device with vsock_cov_device(): request reading is not
+    counted, and each case starts a fresh edge chain, so a case's counters do not depend on
+    the case before it or on how its request was encoded."""
+    t = CommandTarget([instrumented_c_target(flag)])
+    t.coverage = region
+    other = assemble(linux_tx("6.17", 40000))
+    try:
+        counts = []
+        for before in (plain_packet(), other, crash_case()):
+            t.parse(before)
+            region.clear()
+            assert not t.parse(plain_packet()).faulted
+            counts.append(bytes(region.map))
+        assert counts[0] == counts[1] == counts[2]
+        assert 10 < region.nonzero() < 150  # the device's edges for one packet (232 counting its transport)
     finally:
         t.close()
 

@@ -22,6 +22,16 @@
  *
  * A target offers the channel in its hello answer only when
  * vsock_cov_active() is true (the region was passed and mapped).
+ *
+ * A target that calls vsock_cov_device(1) just before its device parses a
+ * case and vsock_cov_device(0) just after has only the device's edges
+ * counted from then on, not those of its request reading and memory set-up,
+ * whose branches follow the request's encoding (number widths, region
+ * counts) rather than anything the device does: fewer inputs kept for
+ * nothing, so libFuzzer mutates the ones that matter more often.  Each call
+ * with 1 also starts a fresh edge chain, so a case's edges do not depend on
+ * the case before it.  A target that never calls it has all its edges
+ * counted, start-up included.
  */
 
 #include <stdint.h>
@@ -33,6 +43,8 @@ static uint8_t *cov_map = cov_dummy;  /* until the region is mapped, counts go n
 static uintptr_t cov_mask;            /* size - 1 */
 static uintptr_t cov_prev;
 static int cov_on;
+static int cov_device_only;           /* vsock_cov_device() was called: count inside it only */
+static int cov_in_device;
 
 extern char __executable_start;
 
@@ -61,8 +73,17 @@ int vsock_cov_active(void)
     return cov_on;
 }
 
+void vsock_cov_device(int running)
+{
+    cov_device_only = 1;
+    cov_in_device = running;
+    cov_prev = 0;
+}
+
 static inline void cov_hit(uintptr_t loc)
 {
+    if (cov_device_only && !cov_in_device)
+        return;
     loc = (loc ^ (loc >> 17)) * 0x9E3779B97F4A7C15ull;
     loc ^= loc >> 29;
     uintptr_t i = (loc ^ cov_prev) & cov_mask;

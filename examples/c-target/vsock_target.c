@@ -45,6 +45,8 @@ typedef unsigned __int128 u128;  /* guest addresses + lengths may pass 2^64 */
 /* Linked in from vsock_cov.c in the instrumented build (vsock_target_cov): whether the harness
    passed a coverage region and it is mapped.  Absent (NULL) in the plain build. */
 int vsock_cov_active(void) __attribute__((weak));
+/* Also from vsock_cov.c: count the device's edges only (1 before it runs, 0 after). */
+void vsock_cov_device(int running) __attribute__((weak));
 
 static void die(const char *what)
 {
@@ -441,7 +443,11 @@ static void parse_case(void)
     ans.hdr.n = ans.data.n = 0;
     ans.error = NULL;
     ans.detail[0] = 0;
+    if (vsock_cov_device)
+        vsock_cov_device(1);
     parse_spec();
+    if (vsock_cov_device)
+        vsock_cov_device(0);
 }
 
 /* ---- request validation (shared by both transports) --------------------- */
