@@ -78,13 +78,16 @@ fuzz: $(STAMP)
 # bench-full runs them with their own defaults (far longer: bench_fuzz's
 # time-to-first-finding table alone is 99 campaigns of up to 60 s each).
 # bench_gap: campaign exec/s against each device over its own pace, and the per-case breakdown.
-BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
+# bench_target_cov: exec/s with and without the target's coverage; in bench-full also the
+# planted target-only bug's time to first finding per mode (tens of minutes) and rust-vmm's.
+BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters)
 bench: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py --quick
 	$(BIN)/python benchmarks/corpus_bench.py
 	$(BIN)/python benchmarks/bench_targets.py --quick
 	$(BIN)/python benchmarks/bench_fuzz.py --quick
 	$(BIN)/python benchmarks/bench_gap.py --quick
+	$(BIN)/python benchmarks/bench_target_cov.py --skip-planted --rust-seconds 0 --pace-runs 5000
 
 bench-full: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py
@@ -92,6 +95,7 @@ bench-full: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_fuzz.py
 	$(BIN)/python benchmarks/bench_gap.py
+	$(BIN)/python benchmarks/bench_target_cov.py
 
 # Branch coverage of the model (.coveragerc) under the test suite plus a short
 # fuzz campaign, whose corpus (every input that reached new coverage) is
