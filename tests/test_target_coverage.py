@@ -2,6 +2,7 @@
 memfd region kept across restarts, a target that writes garbage into it, and campaigns that
 libFuzzer guides with the C target's own edges."""
 
+import json
 import os
 import shlex
 import shutil
@@ -187,11 +188,13 @@ def test_a_cases_counters_are_the_devices_for_that_case(region, flag):
         t.close()
 
 
-@pytest.mark.parametrize("coverage", [None, "target"])
-def test_campaign_against_the_instrumented_c_target(coverage):
-    args = ["--target", f"cmd:{instrumented_c_target()}", "--runs", "1500"]
+@pytest.mark.parametrize("coverage", [None, "target", "both"])
+def test_campaign_against_the_instrumented_c_target(coverage, tmp_path):
+    args = ["--target", f"cmd:{instrumented_c_target()}", "--runs", "1500", "--json", str(tmp_path / "r.json")]
     done = fuzz(*args, *(["--coverage", coverage] if coverage else []))
     assert done.returncode == 0, done.stdout + done.stderr
+    # without --coverage: the target's edges alone, as they took the channel
+    assert json.loads((tmp_path / "r.json").read_text())["stats"]["guided_by"] == (coverage or "target")
     done_line = next(ln for ln in done.stdout.splitlines() if "DONE" in ln)
     tcov = int(done_line.split("tcov: ")[1].split()[0])
     assert tcov > 20  # the target's own edges, non-zero counters seen
@@ -203,6 +206,13 @@ def test_coverage_target_needs_a_target_that_offers_it():
                 "--coverage", "target")
     assert done.returncode == 2
     assert "does not offer the coverage channel" in done.stdout + done.stderr
+
+
+def test_plain_target_is_guided_by_the_harness(tmp_path):
+    done = fuzz("--target", f"cmd:{shlex.quote(sys.executable)} {COVTARGET} ignore", "--runs", "50",
+                "--json", str(tmp_path / "r.json"))
+    stats = json.loads((tmp_path / "r.json").read_text())["stats"]
+    assert stats["guided_by"] == "harness" and "target_coverage" not in stats, done.stdout + done.stderr
 
 
 def test_coverage_harness_offers_nothing():

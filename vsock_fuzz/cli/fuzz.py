@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
     p.add_argument("--coverage", choices=("target", "harness", "both"), default=None,
                    help="what guides mutation: the target's own edges, through the coverage channel a cmd: "
                         "target takes in hello (docs/protocol-extensions.md), the harness's instrumented Python, "
-                        "or both (default: both when the target takes the channel, else harness)")
+                        "or both (default: target when the target takes the channel, else harness)")
     p.add_argument("--minimize-time", type=seconds_or_zero, default=None, metavar="S",
                    help="seconds for minimizing the reproducers, the last part of --max-time (less than it); "
                         "without --max-time, after the campaign (default: a quarter of --max-time, at most 60; "
@@ -113,6 +113,8 @@ def _report(rep: dict, camp, code: int, args) -> None:
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
              "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),
              "unsupported": sum(camp.pool.unsupported().values())}
+    if camp.o.coverage is not None:  # settled by the probe; None when the run could not start
+        stats["guided_by"] = camp.o.coverage
     if camp.pool.tcov() is not None:  # the target took the coverage channel
         stats["target_coverage"] = camp.pool.tcov()
     report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.why_incomplete()), args)
