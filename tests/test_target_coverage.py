@@ -194,7 +194,7 @@ def test_campaign_against_the_instrumented_c_target(coverage, tmp_path):
     done = fuzz(*args, *(["--coverage", coverage] if coverage else []))
     assert done.returncode == 0, done.stdout + done.stderr
     # without --coverage: the target's edges alone, as they took the channel
-    assert json.loads((tmp_path / "r.json").read_text())["stats"]["guided_by"] == (coverage or "target")
+    assert json.loads((tmp_path / "r.json").read_text())["target"]["guided_by"] == (coverage or "target")
     done_line = next(ln for ln in done.stdout.splitlines() if "DONE" in ln)
     tcov = int(done_line.split("tcov: ")[1].split()[0])
     assert tcov > 20  # the target's own edges, non-zero counters seen
@@ -211,8 +211,9 @@ def test_coverage_target_needs_a_target_that_offers_it():
 def test_plain_target_is_guided_by_the_harness(tmp_path):
     done = fuzz("--target", f"cmd:{shlex.quote(sys.executable)} {COVTARGET} ignore", "--runs", "50",
                 "--json", str(tmp_path / "r.json"))
-    stats = json.loads((tmp_path / "r.json").read_text())["stats"]
-    assert stats["guided_by"] == "harness" and "target_coverage" not in stats, done.stdout + done.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["target"]["guided_by"] == "harness", done.stdout + done.stderr
+    assert "target_coverage" not in rep["stats"]
 
 
 def test_coverage_harness_offers_nothing():

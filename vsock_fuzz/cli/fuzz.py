@@ -114,7 +114,7 @@ def _report(rep: dict, camp, code: int, args) -> None:
              "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),
              "unsupported": sum(camp.pool.unsupported().values())}
     if camp.o.coverage is not None:  # settled by the probe; None when the run could not start
-        stats["guided_by"] = camp.o.coverage
+        rep["target"]["guided_by"] = camp.o.coverage
     if camp.pool.tcov() is not None:  # the target took the coverage channel
         stats["target_coverage"] = camp.pool.tcov()
     report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.why_incomplete()), args)
