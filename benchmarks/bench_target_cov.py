@@ -161,16 +161,16 @@ def pace(a, work: Path, source: str) -> None:
     runs = (("plain, harness coverage", plain, "harness"),
             ("instrumented, --coverage both", cov, "both"),
             ("instrumented, --coverage target", cov, "target"))
-    pace = dict.fromkeys((label for label, _, _ in runs), 0)
+    rates = dict.fromkeys((label for label, _, _ in runs), 0)
     for _ in range(3):
         for label, target, mode in runs:
             m = SUMMARY.search(fuzz(target, "--coverage", mode, "--runs", str(a.pace_runs), "--seed", "1"))
-            pace[label] = max(pace[label], int(m[3]) if m else 0)
-    for label, v in pace.items():
+            rates[label] = max(rates[label], int(m[3]) if m else 0)
+    for label, v in rates.items():
         print(f"  C example, {label:32}: {v} exec/s (best of 3)", flush=True)
-    base = pace["plain, harness coverage"] or 1
+    base = rates["plain, harness coverage"] or 1
     print("exec/s relative to the plain target: " +
-          ", ".join(f"{k} {v / base:.2f}" for k, v in pace.items()))
+          ", ".join(f"{k} {v / base:.2f}" for k, v in rates.items()))
 
 
 def omissions(a, work: Path, source: str) -> None:
