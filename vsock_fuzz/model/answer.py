@@ -57,15 +57,17 @@ class Answer:
     error: str | None = None
     error_class: str | None = None
     detail: str = ""
+    title: str = ""  # a crash's site, what tells two crashes apart (targets.crash_title); "" if unknown
 
     @classmethod
     def reject(cls, name: str, kind: str, detail: str = "") -> "Answer":
         return cls(False, error=name, error_class=kind, detail=detail)
 
     @classmethod
-    def fault(cls, kind: str, detail: str) -> "Answer":
+    def fault(cls, kind: str, detail: str, title: str = "") -> "Answer":
         """The target crashed or hung on this case."""
-        return cls(False, error="TargetCrashed" if kind == "crash" else "TargetHung", error_class=kind, detail=detail)
+        return cls(False, error="TargetCrashed" if kind == "crash" else "TargetHung", error_class=kind, detail=detail,
+                   title=title)
 
     @property
     def faulted(self) -> bool:

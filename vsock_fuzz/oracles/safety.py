@@ -24,7 +24,10 @@ from .finding import oracle
 @oracle("safety.crash", "critical", "no input may crash the device (rust-vmm fuzz target; virtio-queue #173)")
 def no_crash(ctx: _Context) -> None:
     if ctx.answer.error_class == "crash":
-        ctx.emit(f"the target crashed: {ctx.answer.detail}", ctx.answer.detail.split(":", 1)[0][:60])
+        # A process target's title names the crash site (targets.crash_title): one bug, one
+        # finding. A py: target's crash has none; its exception's type tells crashes apart.
+        answer = ctx.answer
+        ctx.emit(f"the target crashed: {answer.detail}", answer.title or answer.detail.split(":", 1)[0][:60])
 
 
 @oracle("safety.hang", "critical", "2.7.13.1: a chain is finite; a device bounds its walk (virtio-queue 0.6.1 loop)")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ..case.value import Case
 from ..model.answer import Answer
 from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError
+from .crash_title import crash_title
 from .process import Child, StderrTail, libc_prctl
 from .standby import WarmStandby
 from .transport import Channel
@@ -134,8 +136,19 @@ class ProcessLife:
         self._begin(self._spawn(self._stderr))
 
     def _spawn(self, tail: StderrTail) -> Child:
-        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl,
-                     **(self.coverage.child() if self.coverage is not None else {}))
+        kw = self.coverage.child() if self.coverage is not None else {}
+        extra, self._once_env = {**self.env, **self._once_env}, {}
+        if extra:
+            kw["env"] = {**kw.get("env", os.environ), **extra}
+        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl, **kw)
+
+    def restart_with(self, env: dict) -> None:
+        """Run the next case in a new process with `env` added to its environment, once: the
+        restart after that is as usual. A crash run again with RUST_BACKTRACE=1 gets its
+        backtrace without every crash paying for one. Drops the spare, started without `env`."""
+        self._kill()
+        self._drop_spare()
+        self._once_env = dict(env)
 
     def _begin(self, child: Child) -> None:
         """Make `child` the running target: attach the pipes and settle hello."""
@@ -197,13 +210,17 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
 
     `standby`: after the first restart, a spare process is kept started
     ahead, so a later restart costs one hello exchange (see WarmStandby).
+
+    `env`: variables added to the target's environment (a campaign sets
+    RUST_BACKTRACE=0: a symbolized backtrace costs 100-300 ms per crash,
+    which a device that panics often would pay on most cases).
     """
 
     def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
                  max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
                  rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
-                 die_with_parent: bool = False, standby: bool = True):
+                 die_with_parent: bool = False, standby: bool = True, env: dict | None = None):
         if not argv:
             raise TargetError("cmd: needs a command line")
         super().__init__(max_restarts)
@@ -213,6 +230,8 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.start_timeout = start_timeout
         self.error_classes = error_classes
         self.rlimits = [(res, v) for res, v in (("RLIMIT_AS", rlimit_as), ("RLIMIT_CPU", rlimit_cpu)) if v]
+        self.env = dict(env or {})
+        self._once_env: dict = {}  # restart_with's, for the next process only
         self.modes = tuple(modes)
         self.name = " ".join(argv)
         self.version = ""
@@ -251,7 +270,10 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.failures += 1
         self.last_fault = why
         self._restart_failed = False
-        return Answer.fault(kind, why + self._stderr.note())
+        note = self._stderr.note()  # waits for the last words
+        # The title reads the whole tail: a sanitizer names the site at the top of a long report.
+        title = crash_title(self._stderr.text(), why) if kind == "crash" else ""
+        return Answer.fault(kind, why + note, title)
 
     def stderr_tail(self) -> str:
         return self._stderr.text()
