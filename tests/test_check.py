@@ -36,8 +36,8 @@ def test_rows_cover_the_issue_families():
             assert f"rx/linux-{version}{via}" in names
     assert {f"tx/header-split@{k}" for k in range(1, HEADER_SIZE)} <= set(names)
     groups = {r.group for r in check.rows()}
-    assert {"linux-tx", "linux-rx", "header-split", "pieces", "region-end", "regions", "misaligned",
-            "max-data-size", "direction", "chain", "queue", "indirect"} <= groups
+    assert {"linux-tx", "linux-rx", "header-split", "pieces", "long-chain", "region-end", "regions", "misaligned",
+            "data-len", "max-data-size", "direction", "chain", "queue", "indirect"} <= groups
     assert {r.expect for r in check.rows()} == set(check.EXPECTS) - {"any"}
     # "any": what a device that did not offer VIRTIO_F_INDIRECT_DESC may do as it likes.
     from vsock_fuzz.model.device import Device
@@ -132,8 +132,11 @@ def test_strict_fails_on_warnings():
 
 def test_a_target_that_rejects_everything_fails_interop():
     results = by_name(run(lambda case: Answer.reject("Nope", "chain")))
-    assert results["tx/linux-6.2/1KiB"].verdict == "fail"
     assert results["rx/linux-5.x"].verdict == "fail"
+    assert results["tx/linux-6.2/0B"].verdict == "fail"          # an empty packet is laid out one way only
+    # It refuses the same header in every Linux layout: that is no layout's fault (interop.content_rejection).
+    assert results["tx/linux-6.2/1KiB"].verdict == "warn"
+    assert [fam for fam, _ in results["tx/linux-6.2/1KiB"].issues] == ["differential"]
     assert results["tx/header-split@7"].verdict == "warn"       # 2.6.4: a device MAY limit descriptors
     assert results["tx/loop-at-head"].verdict == "pass"          # rejecting a malformed chain is right
 
@@ -185,6 +188,74 @@ def test_leniency_on_a_malformed_chain_is_a_warning():
     row = results["tx/loop-after-complete-packet"]
     assert row.got == "accept" and row.verdict == "warn"
     assert ("conformance", row.issues[0][1]) == row.issues[0]
+
+
+# --- a chain shorter than hdr.len, long chains -------------------------------------------
+
+SHORT_ROWS = ("tx/data-one-byte-short", "tx/single-one-byte-short", "tx/data-pieces-last-short")
+LONG_ROWS = tuple(f"{q}/{n}-descriptors" for n in (33, 64, 128) for q in ("tx", "rx"))
+
+
+def test_short_and_long_chain_rows():
+    rows = {r.name: r for r in check.rows()}
+    for name in SHORT_ROWS:
+        row = rows[name]
+        assert (row.expect, row.group) == ("reject", "data-len") and "DataTooShort" in row.rule
+        assert parse(row.case).error == "DataTooShort"
+    layouts = {s.name: s.layout for s in check.SPECS}
+    for name in LONG_ROWS:
+        row = rows[name]
+        assert (row.expect, row.family) == ("either", "conformance") and row.case.ring.size >= 128
+        assert len(check.laid_out(layouts[name], row.case)) == int(name.split("/")[1].split("-")[0])
+        assert parse(row.case).ok
+    # A queue smaller than the chain: no driver can give it, so the row is not given.
+    from vsock_fuzz.model.device import Device
+    small = Device(features=frozenset({"VIRTIO_F_INDIRECT_DESC"}), max_queue_size=64, source="hello")
+    specs, skipped = check.for_device(small)
+    assert {"tx/128-descriptors", "rx/128-descriptors"} <= set(skipped)
+    assert "tx/64-descriptors" in {s.name for s in specs}
+
+
+def test_a_device_that_trusts_hdr_len_fails_the_short_rows():
+    from vsock_fuzz.targets import open_target
+    # Truncating the packet to the chain: fidelity.data-len (the zoo's short_data).
+    results = by_name(check.run(open_target("py:vsock_fuzz.zoo.short_data:parse"), pattern="data-len|short"))
+    for name in SHORT_ROWS:
+        assert results[name].verdict == "fail"
+        assert "fidelity.data-len" in {f.oracle for f in results[name].findings}
+
+    # Reading hdr.len bytes whatever the descriptor holds: past the chain's buffers.
+    from vsock_fuzz.zoo._device import SimpleDevice
+
+    class ReadsOn(SimpleDevice):
+        def payload(self, want, room):
+            return want  # BUG: no room < want check
+
+    results = by_name(run(ReadsOn().parse, pattern="data-len|short"))
+    for name in ("tx/data-one-byte-short", "tx/single-one-byte-short"):
+        assert results[name].verdict == "fail"
+        assert "safety.slice-in-chain" in {f.oracle for f in results[name].findings}
+
+
+def test_a_device_with_a_fixed_descriptor_array_fails_the_long_rows():
+    from vsock_fuzz.zoo._device import SimpleDevice
+
+    class FixedArray(SimpleDevice):
+        fragments = True
+
+        def walk(self, host, ring):
+            iov = [None] * 32  # BUG: a fixed array filled without a bound
+            for i, d in enumerate(super().walk(host, ring)):
+                iov[i] = d
+            return [d for d in iov if d]
+
+    results = by_name(run(FixedArray().parse, pattern="descriptors|^tx/linux-6.17/64KiB$"))
+    for name in LONG_ROWS:
+        assert results[name].got == "crash" and results[name].verdict == "fail", name
+    assert results["tx/linux-6.17/64KiB"].verdict == "pass"   # 17 descriptors fit
+    # The correct device behind it passes them or refuses them (2.6.4: it MAY limit descriptors).
+    results = by_name(run(SimpleDevice().parse, pattern="descriptors"))
+    assert {results[n].verdict for n in LONG_ROWS} <= {"pass", "warn"}
 
 
 # --- the command line ---------------------------------------------------------------

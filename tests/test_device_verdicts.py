@@ -162,7 +162,9 @@ def test_fit_builds_only_memory_the_adapter_maps():
     seen = []
     target.parse = lambda case: seen.append(case) or Answer(False, error="X", error_class="unknown")
     evaluate(target, huge)
-    assert seen and all(c.regions == (Region(0, 1 << 20),) for c in seen)
+    assert seen and seen[0].regions == (Region(0, 1 << 20),)
+    # A Linux layout refused is asked again in another (interop.content_probe): in as little memory.
+    assert all(len(c.regions) == 1 and c.regions[0].size <= 1 << 20 for c in seen)
     assert Device(max_regions=1).fit(huge).regions == (Region(0, 1 << 40),)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from vsock_fuzz.case.value import Region
 from vsock_fuzz.case.wire import F_INDIRECT, F_NEXT, F_WRITE
-from vsock_fuzz.case.wire import HEADER_SIZE, Header
+from vsock_fuzz.case.wire import HEADER_SIZE, OP_CREDIT_UPDATE, OP_RW, Header
 from vsock_fuzz.case.layout import LINUX_VERSIONS, Buf, Layout, assemble, linux_rx, linux_tx
 from vsock_fuzz.model.memory import U64
 from vsock_fuzz.model.packet import parse
@@ -345,7 +345,8 @@ def test_spec_accepts_linux_layout_with_exact_slices(key):
     a = parse(assemble(linux_layout(*key)))
     accepted(a, *LINUX[key])
     if queue == "tx":
-        assert a.header == Header(len=payload)
+        # What Linux sends with that payload: RW with data, CREDIT_UPDATE without.
+        assert a.header == Header(len=payload, op=OP_RW if payload else OP_CREDIT_UPDATE)
     else:
         assert a.header is None
 

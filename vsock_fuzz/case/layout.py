@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 from .value import Case, Region, Ring, avail_ring_writes, clip_each
 from .wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE
-from .wire import HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
+from .wire import CID_HOST, HEADER_SIZE, MAX_PKT_BUF_SIZE, OP_CREDIT_UPDATE, OP_RW, SEQ_EOM, TYPE_SEQPACKET
+from .wire import TYPE_STREAM, Header
 
 PAGE = 4096
 DEFAULT_REGION = Region(0, 1 << 20)
@@ -129,9 +130,46 @@ def scatter(data: bytes, pieces):
 
 # --- what real Linux drivers send (facts file) -----------------------------
 
+def linux_header(payload: int, conn: Header | None = None) -> Header:
+    """The header a Linux guest sends with `payload` bytes on the connection `conn` (its CIDs,
+    ports, type, flags and credit; by default `Header()`, guest CID 3 to the host on a STREAM
+    socket). Facts file, "What a Linux guest writes in a tx header": only RW carries payload,
+    and no STREAM socket sends RW without one (a 0-byte sendmsg sends nothing), so its empty
+    packet is a CREDIT_UPDATE; a SEQPACKET one sends an empty RW only to end a message."""
+    hdr = (conn or Header())._replace(len=payload)
+    if not is_linux_address(hdr):
+        raise ValueError(f"no Linux guest sends from CID {hdr.src_cid} to CID {hdr.dst_cid}")
+    if payload and hdr.op != OP_RW:
+        return hdr._replace(op=OP_RW, flags=0)
+    if not payload and hdr.op == OP_RW:
+        if hdr.type == TYPE_SEQPACKET:
+            return hdr._replace(flags=hdr.flags | SEQ_EOM)
+        return hdr._replace(op=OP_CREDIT_UPDATE, flags=0)
+    return hdr
+
+
+def is_linux_address(hdr: Header) -> bool:
+    """virtio-vsock carries guest-host traffic only: a guest CID (>= 3, a u32) to the host."""
+    return hdr.dst_cid == CID_HOST and 3 <= hdr.src_cid < 0xFFFFFFFF
+
+
+def is_linux_header(hdr: Header) -> bool:
+    """Whether a Linux guest may send this header (facts file): guest to host, STREAM or
+    SEQPACKET, a known op, payload on RW only and at most VIRTIO_VSOCK_MAX_PKT_BUF_SIZE, and
+    no empty RW on a STREAM socket."""
+    if not is_linux_address(hdr) or hdr.type not in (TYPE_STREAM, TYPE_SEQPACKET) or not 1 <= hdr.op <= 7:
+        return False
+    if hdr.len > MAX_PKT_BUF_SIZE:
+        return False
+    if hdr.op == OP_RW:
+        return hdr.len > 0 or hdr.type == TYPE_SEQPACKET
+    return hdr.len == 0
+
+
 def linux_tx(version: str, payload: int, *, indirect: bool = False, header: Header | None = None) -> Layout:
-    """A TX packet as Linux `version` ("5.x", "6.2", "6.17") lays it out."""
-    hdr = (header or Header())._replace(len=payload)
+    """A TX packet as Linux `version` ("5.x", "6.2", "6.17") lays it out, with the header
+    Linux sends with that payload on the connection `header` (linux_header)."""
+    hdr = linux_header(payload, header)
     if version == "5.x":  # before 6.2: header descriptor, then one data descriptor if len > 0
         bufs = (Buf(HEADER_SIZE),) + ((Buf(payload),) if payload else ())
     elif version == "6.2":  # sk_buff rework: header and data in one descriptor

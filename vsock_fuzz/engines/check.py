@@ -15,7 +15,10 @@ Each row states:
           "any":    what a described device may do as it likes (an indirect
                     table it never offered): only the oracles judge.
 A device that describes itself (hello's `device`, --device...) is held to
-the rows as check_rows.for_device adapts them to its offer.
+the rows as check_rows.for_device adapts them to its offer. A Linux tx row
+rejected is an interop failure unless the device also rejects the same header
+and payload in another Linux layout (interop.content_rejection): then it
+refuses the content, not the layout, and the row is a differential warning.
   family  the oracle family a wrong answer counts in.
   rule    the spec section, driver fact or real bug the row stands for.
 
@@ -41,6 +44,7 @@ from ..case.value import Case
 from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_WRITE, HEADER_SIZE, Header
 from ..model.memory import GuestMemory
 from ..oracles import FAMILIES, SEVERITY_ORDER, coalesce, evaluate
+from ..oracles.interop import content_rejection
 from ..model.device import ASSUMED, Device
 from .check_rows import HDR, SPECS, Spec, for_device  # noqa: F401  (HDR: the header the rows send)
 
@@ -174,11 +178,13 @@ def select(pattern: str | None, device: Device = ASSUMED) -> list[Row]:
 
 # --- judging one answer -------------------------------------------------------
 
-def row_issues(row: Row, answer: Answer, max_data_size: int) -> list[tuple[str, str]]:
+def row_issues(row: Row, answer: Answer, max_data_size: int, content: Answer | None = None) -> list[tuple[str, str]]:
     """What this row's own expectation says about the answer: (family, message) pairs.
 
     Accepting a `reject` row is leniency (conformance); whether the accepted
     packet touched memory or lengths it must not is the oracles' verdict.
+    `content`: the target's rejection of the row's header and payload in another Linux
+    layout (interop.content_rejection), when it refused that too.
     """
     if answer.faulted:
         return [("safety", f"the target {'crashed' if answer.error_class == 'crash' else 'hung'}: {answer.detail}")]
@@ -187,6 +193,10 @@ def row_issues(row: Row, answer: Answer, max_data_size: int) -> list[tuple[str, 
     if not answer.ok:
         if row.expect == "reject":
             return []
+        if content is not None:
+            # The device refuses what the header says whatever the layout: no layout is at fault.
+            return [("differential", f"rejected ({answer.error}: {answer.detail}) a header it also rejects in "
+                                     f"another Linux layout ({content.error}): the content, not the layout")]
         why = "a layout real drivers send" if row.family == "interop" else "a spec-valid layout"
         return [(row.family, f"rejected {why} ({answer.error}: {answer.detail}); {row.rule}")]
     if row.expect == "reject":
@@ -259,7 +269,11 @@ def run(target, *, profile: str = "spec", strict: bool = False, pattern: str | N
     device = getattr(target, "device", ASSUMED)
     for row in select(pattern, device):
         answer, findings = evaluate(target, row.case, profile=profile, strict=strict, determinism=determinism)
-        res = Result(row, answer, list(findings), row_issues(row, answer, device.fit(row.case).max_data_size))
+        case = device.fit(row.case)
+        content = None
+        if row.family == "interop" and row.expect != "reject":
+            content = content_rejection(case, answer, lambda c: target.parse(device.fit(c)), device)
+        res = Result(row, answer, list(findings), row_issues(row, answer, case.max_data_size, content))
         res.verdict = judge(res, strict)
         results.append(res)
         if progress:

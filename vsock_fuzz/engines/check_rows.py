@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from ..case.layout import LINUX_VERSIONS, PAGE, Buf, Layout, linux_rx, linux_tx
+from ..case.layout import LINUX_VERSIONS, PAGE, Buf, Layout, linux_header, linux_rx, linux_tx
 from ..case.value import Region
 from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, MAX_PKT_BUF_SIZE, Header, pack_descriptor
 
 W = F_WRITE
 KiB = 1024
-# A header a real connection sends; distinct values so a decoding slip shows.
+# The connection every tx row's header is from (linux_header: the op follows the length);
+# distinct values so a decoding slip shows.
 HDR = Header(src_cid=3, dst_cid=2, src_port=49153, dst_port=1234, type=1, op=5, flags=0,
              buf_alloc=262144, fwd_cnt=4096)
 EXPLICIT = 0x80000  # explicitly placed buffers live here, far from assemble's data area
@@ -36,7 +37,8 @@ class Spec(NamedTuple):
 
 
 def _tx(bufs, length, **kw) -> Layout:
-    return Layout("tx", tuple(bufs), header=HDR._replace(len=length), **kw)
+    # What Linux sends with this length: a device that checks the header first judges the layout.
+    return Layout("tx", tuple(bufs), header=linux_header(length, HDR), **kw)
 
 
 def _rx(bufs, **kw) -> Layout:
@@ -131,6 +133,31 @@ MEMORY = (
     Spec("rx/misaligned-buffers", "misaligned", "accept", "conformance", MISALIGNED,
          _rx([Buf(HEADER_SIZE, W, addr=EXPLICIT + 3), Buf(PAGE, W, addr=EXPLICIT + 0x105)])),
 )
+
+# --- the chain shorter than hdr.len (a device that trusts hdr.len reads past its buffers) ---
+
+SHORT = ("5.10.6: hdr.len is the payload's length; a chain with fewer bytes after the header is no packet "
+         "(the model's DataTooShort): truncating it is fidelity.data-len, reading on safety.slice-in-chain")
+
+DATA_LEN = (
+    Spec("tx/data-one-byte-short", "data-len", "reject", "fidelity", SHORT, _tx([Buf(HEADER_SIZE), Buf(99)], 100)),
+    Spec("tx/single-one-byte-short", "data-len", "reject", "fidelity", SHORT, _tx([Buf(HEADER_SIZE + 99)], 100)),
+    Spec("tx/data-pieces-last-short", "data-len", "reject", "fidelity", SHORT,
+         _tx([Buf(HEADER_SIZE), Buf(32), Buf(32), Buf(35)], 100)),
+)
+
+# --- long chains (a device collecting descriptors into a fixed array overruns it) ---
+
+MANY = ("2.6.4 message framing: data may come in any number of pieces; a device MAY limit their number, "
+        "by refusing longer chains, not by overrunning an array")
+PIECE = 64
+
+LONG = tuple(row for n in (33, 64, 128) for row in (
+    Spec(f"tx/{n}-descriptors", "long-chain", "either", "conformance", MANY,
+         _tx([Buf(HEADER_SIZE)] + [Buf(PIECE)] * (n - 1), PIECE * (n - 1))),
+    Spec(f"rx/{n}-descriptors", "long-chain", "either", "conformance", MANY,
+         _rx([Buf(HEADER_SIZE, W)] + [Buf(PIECE, W)] * (n - 1))),
+))
 
 # --- hdr.len against max_data_size (Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE, rust-vmm InvalidHeaderLen) ---
 
@@ -256,7 +283,7 @@ INDIRECT = (
              extra=((PAST_TABLE + 2 * DESC_SIZE, pack_descriptor(PAST_TABLE + 0x400, 100, 0, 0)),))),
 )
 
-SPECS = (*LINUX, *FRAMING, *MEMORY, *LENGTHS, *DIRECTION, *CHAINS, *QUEUES, *INDIRECT)
+SPECS = (*LINUX, *FRAMING, *LONG, *MEMORY, *DATA_LEN, *LENGTHS, *DIRECTION, *CHAINS, *QUEUES, *INDIRECT)
 
 
 # --- the rows a device that describes itself is held to ---
@@ -266,7 +293,8 @@ NOT_OFFERED = "the device did not offer VIRTIO_F_INDIRECT_DESC: it may follow, i
 
 def for_device(device) -> tuple[tuple[Spec, ...], list[str]]:
     """The rows as a device of this description is judged by them, and the names of the rows it
-    cannot be given (memory its adapter does not map). Without a description: SPECS as they are.
+    cannot be given (memory its adapter does not map, a chain longer than its queue). Without a
+    description: SPECS as they are.
 
     - A fixed max_data_size is the limit of the max-data-size rows, and a tx packet over it
       is one the device must refuse (fidelity), whatever Linux version laid it out.
@@ -274,16 +302,17 @@ def for_device(device) -> tuple[tuple[Spec, ...], list[str]]:
       ignore or refuse: such rows expect nothing ("any") and the oracles judge what it does,
       but for the safety rows (memory it must not touch whichever way it reads the flag).
     - A queue above max_queue_size is an expected refusal; rows laid out in a larger queue
-      than it allows are laid out in the largest it allows."""
+      than it allows are laid out in the largest it allows, but for chains longer than that
+      queue: no driver can give them to it (2.7.13.1), so they are not given."""
     if not device.described:
         return SPECS, []
     limit = device.max_data_size
-    specs = SPECS if limit is None else (*LINUX, *FRAMING, *MEMORY, *lengths((limit,), limit), *DIRECTION,
-                                         *CHAINS, *QUEUES, *INDIRECT)
+    specs = SPECS if limit is None else (*LINUX, *FRAMING, *LONG, *MEMORY, *DATA_LEN, *lengths((limit,), limit),
+                                         *DIRECTION, *CHAINS, *QUEUES, *INDIRECT)
     out, skipped = [], []
     for s in specs:
         lay = s.layout
-        if not _maps(lay, device):
+        if not _maps(lay, device) or (s.group != "queue" and len(lay.bufs) > device.max_queue_size):
             skipped.append(s.name)
             continue
         if s.group == "queue" and lay.size > device.max_queue_size:

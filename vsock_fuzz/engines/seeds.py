@@ -29,7 +29,7 @@ from ..case.value import Region
 from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE
 from ..case.corpus import atomic_write, content_name
 from ..case.wire import HEADER_SIZE, MAX_PKT_BUF_SIZE, OP_REQUEST, OP_SHUTDOWN, TYPE_SEQPACKET, Header
-from ..case.layout import LINUX_VERSIONS, PAGE, Buf, Layout, assemble, linux_rx, linux_tx
+from ..case.layout import LINUX_VERSIONS, PAGE, Buf, Layout, assemble, linux_header, linux_rx, linux_tx
 
 HARNESSES = ("tx", "rx", "chain", "target")
 H = HEADER_SIZE
@@ -39,7 +39,8 @@ HOLE = (Region(0, 0x10000), Region(0x20000, 0x10000))          # a hole between 
 
 
 def _tx(bufs, **kw) -> Layout:
-    return Layout("tx", tuple(bufs), header=kw.pop("header", Header(len=kw.pop("len", 5))), **kw)
+    # Linux's header for the length: a device that checks the header first still meets the layout.
+    return Layout("tx", tuple(bufs), header=kw.pop("header", linux_header(kw.pop("len", 5))), **kw)
 
 
 def _rx(bufs, **kw) -> Layout:

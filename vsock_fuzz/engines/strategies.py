@@ -37,7 +37,8 @@ from ..case.value import U64, Region
 from ..case.wire import DESC_SIZE, F_INDIRECT, F_NEXT, F_WRITE, pack_descriptor
 from ..model.chain import MAX_QUEUE_SIZE
 from ..case.wire import FIELD_NAMES, FIELD_WIDTHS, HEADER_SIZE, MAX_PKT_BUF_SIZE, Header
-from ..case.layout import DEFAULT_REGION, LINUX_VERSIONS, PAGE, Buf, Layout, assemble, flatten, linux_rx, linux_tx
+from ..case.layout import DEFAULT_REGION, LINUX_VERSIONS, PAGE, Buf, Layout, assemble, flatten
+from ..case.layout import linux_header, linux_rx, linux_tx
 
 U32 = 1 << 32
 # Payload lengths at the edges a device checks.
@@ -93,9 +94,10 @@ def linux_layouts(draw, queue=None):
     if q == "rx":
         return linux_rx(version, indirect=indirect)
     payload = draw(st.one_of(payload_lens(), st.sampled_from((33 * 1024, 64 * 1024))))
-    hdr = Header(src_port=draw(st.integers(0, U32 - 1)), dst_port=draw(st.integers(0, U32 - 1)),
-                 type=draw(st.sampled_from((1, 2))))
-    return linux_tx(version, payload, indirect=indirect, header=hdr)
+    # The connection varies; linux_tx gives its header the op Linux sends with the payload.
+    conn = Header(src_port=draw(st.integers(0, U32 - 1)), dst_port=draw(st.integers(0, U32 - 1)),
+                  type=draw(st.sampled_from((1, 2))))
+    return linux_tx(version, payload, indirect=indirect, header=conn)
 
 
 @st.composite
@@ -184,7 +186,7 @@ def oversized_layouts(draw, queue=None):
         n = draw(st.sampled_from(((1 << 31), (1 << 31) + 1, U32 - 1)))
         bufs = (Buf(HEADER_SIZE, flags),) + (Buf(n, flags),) * draw(st.integers(2, 3))
         regions = (Region(0, 1 << 40),)
-    hdr = Header(len=hlen & (U32 - 1))
+    hdr = linux_header(hlen & (U32 - 1))
     return Layout(q, _maybe_indirect(draw, bufs), header=hdr if q == "tx" else None,
                   regions=regions, max_data_size=mds)
 
@@ -209,7 +211,7 @@ def region_layouts(draw, queue=None):
     n = bufs[i].len
     end_off = draw(st.sampled_from((0, 1, -1, n // 2, HEADER_SIZE // 2, -n)))  # bytes past the region end
     bufs[i] = Buf(n, flags, addr=max(r.end - n + end_off, 0))
-    hdr = Header(len=payload)
+    hdr = linux_header(payload)
     return Layout(q, _maybe_indirect(draw, bufs), header=hdr if q == "tx" else None, regions=tuple(regions))
 
 
@@ -236,7 +238,7 @@ def malformed_chains(draw, queue=None):
             bufs = [Buf(HEADER_SIZE + payload, flags)]
     else:
         head = draw(st.sampled_from((size, size + 1, 0xFFFF, 0x10000)))
-    hdr = Header(len=payload)
+    hdr = linux_header(payload)
     regions = (Region(0, 1 << 21),)  # room for a 32768-entry queue and the data after it
     return Layout(q, tuple(bufs), header=hdr if q == "tx" else None, size=size, head=head, regions=regions)
 
@@ -276,7 +278,7 @@ def indirect_edges(draw, queue=None):
         bufs = (Buf(table_len, F_INDIRECT | F_WRITE, table=tuple(inner)),)
     else:  # zero or more direct descriptors, then the table (valid)
         bufs = (Buf(HEADER_SIZE, flags), Buf(DESC_SIZE, F_INDIRECT, table=(Buf(payload, flags),)))
-    hdr = Header(len=payload)
+    hdr = linux_header(payload)
     return Layout(q, bufs, header=hdr if q == "tx" else None, extra=extra)
 
 

@@ -8,14 +8,21 @@
 Linux layouts are recognised from the walked chain, not from where the case
 came from, so the recognition survives binary round trips and mutation: a
 well-formed queue, every descriptor of the queue's direction, non-empty,
-inside one region, with a sane header (tx), in one of the shapes of the
-facts file.
+inside one region, with a header a Linux guest sends (tx: layout.is_linux_header),
+in one of the shapes of the facts file.
+
+A device may refuse a header for its content (an address it does not serve)
+whatever the layout: `content_rejection` asks the same header and payload in
+another Linux layout, and when that is refused too the rejection is about the
+content, not the layout, and interop.linux-rejected has nothing to say
+(oracles/run.py `evaluate` drops it; the differential warning stays).
 """
 
 from __future__ import annotations
 
-from ..case.value import Case
-from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, OP_RW, Header
+from ..case.layout import Buf, Layout, assemble, is_linux_header
+from ..case.value import Case, Region
+from ..case.wire import DESC_SIZE, DESC_STRUCT, F_INDIRECT, F_NEXT, F_WRITE, HEADER_SIZE, Header
 from ..model.answer import Answer
 from ..model.device import ASSUMED, Device
 from ..model.memory import MemoryFault
@@ -25,6 +32,7 @@ from .finding import oracle
 PAGE = 4096
 LINUX_RX_BUF = 4096  # VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE
 LINUX_LINEAR_MAX = 8 * PAGE  # 6.17: PAGE_SIZE << PAGE_ALLOC_COSTLY_ORDER; larger tx goes in fragments
+PLAIN_QUEUE = 256  # the vsock queue size Firecracker, Cloud Hypervisor and libkrun offer
 
 
 def linux_shape(ctx: _Context) -> str | None:
@@ -44,7 +52,7 @@ def linux_shape(ctx: _Context) -> str | None:
             h = Header.unpack(mem.read(descs[0].addr, HEADER_SIZE))
         except MemoryFault:
             return None  # the head buffer is not in memory, let alone in one region
-        if h.len > case.max_data_size or h.type not in (1, 2) or not 1 <= h.op <= 7 or (h.len and h.op != OP_RW):
+        if h.len > case.max_data_size or not is_linux_header(h):
             return None
         if lens == [HEADER_SIZE + h.len]:
             shape = "one descriptor (Linux >= 6.2)"
@@ -94,6 +102,50 @@ def linux_layout(case: Case, device: Device = ASSUMED) -> str | None:
     """Which Linux driver layout `case` is (e.g. "two descriptors (Linux < 6.2)"), or None: the
     layouts a Linux driver sends to `device`."""
     return linux_shape(_Context(case, Answer(False), [], "spec", None, device))
+
+
+def content_probe(case: Case, device: Device = ASSUMED) -> Case | None:
+    """The same header bytes and payload in another Linux layout, freshly laid out in a plain
+    queue (256 entries, or the device's maximum) with the case's max_data_size: header and data
+    in two direct descriptors (Linux < 6.2, the layout every device has taken longest), or, for
+    a case already so, in one (Linux >= 6.2). All but the content is plain, so a refusal of
+    both is about the content.
+
+    None when `case` is no Linux tx layout with payload (an empty packet is one 44-byte
+    descriptor in every Linux layout: there is no other to ask)."""
+    ctx = _Context(case, Answer(False), [], "spec", None, device)
+    shape = linux_shape(ctx)
+    if not ctx.tx or shape is None:
+        return None
+    mem, chain = ctx.mem, ctx.chain
+    raw = mem.gather(chain.stream(0, HEADER_SIZE))
+    n = Header.unpack(raw).len
+    if n == 0:
+        return None
+    size = max(min(PLAIN_QUEUE, device.max_queue_size), 2)
+    rings = DESC_SIZE * size + 6 + 2 * size + 3 + 6 + 8 * size
+    base = (rings + PAGE - 1) & ~(PAGE - 1)
+    two = shape == "two descriptors (Linux < 6.2)"  # already two descriptors: ask it in one
+    bufs = (Buf(HEADER_SIZE + n, addr=base),) if two else (Buf(HEADER_SIZE, addr=base), Buf(n, addr=base + PAGE))
+    data = base + (HEADER_SIZE if two else PAGE)
+    # The header and payload bytes as written: the device sees exactly the case's (unwritten memory is zero).
+    payload = mem.gather(chain.stream(HEADER_SIZE, n))
+    extra = ((base, raw),) + (((data, payload),) if any(payload) else ())
+    return assemble(Layout("tx", bufs, regions=(Region(0, data + n + PAGE),), size=size,
+                           max_data_size=case.max_data_size, extra=extra))
+
+
+def content_rejection(case: Case, answer: Answer, ask, device: Device = ASSUMED) -> Answer | None:
+    """When `answer` rejects a Linux tx layout: `ask`'s answer to `content_probe(case)` if that is
+    rejected too (the device refuses the header's content, not the layout), else None.
+    `ask(case) -> Answer` is the target's parse (of the case fitted to its device)."""
+    if answer.ok or answer.faulted or answer.unsupported:
+        return None
+    probe = content_probe(case, device)
+    if probe is None:
+        return None
+    other = ask(probe)
+    return None if other.ok or other.faulted or other.unsupported else other
 
 
 def _top_flags(mem, ring):
