@@ -38,6 +38,9 @@ from .pool import ENGINES, Pool, engines
 from .summary import hits, status_line, summary
 
 CAUSES_FILE = "root-causes.json"  # in --out: every root cause seen there, for the next run's "new"
+# A Rust target symbolizes a backtrace on every panic when the shell sets RUST_BACKTRACE (100-300 ms
+# a crash); a campaign turns them off and a worker runs a new crash's case again with them on.
+NO_BACKTRACES = {"RUST_BACKTRACE": "0"}
 
 
 def known_causes(out: str) -> set[str] | None:
@@ -82,6 +85,7 @@ class Options:
     target_options: dict = field(default_factory=lambda: {})
     verbose: bool = False      # the summary lists every finding, not one entry per root cause
     fail_on_new: bool = False  # exit 1 only for root causes the output directory has not seen before
+    accepted: dict = field(default_factory=lambda: {})  # root-cause key -> why it is accepted (--accept)
     coverage: str | None = None  # target | harness | both; None: probe() settles it (target when the target takes the channel)
     quiet: bool = False        # no pulse lines
 
@@ -139,6 +143,11 @@ def prepare_out(o: Options) -> None:
         raise UsageError(f"output directory {o.out!r} is not writable")
 
 
+def without_backtraces(target_options: dict) -> dict:
+    """`target_options` with NO_BACKTRACES in the target's environment (an `env` given wins)."""
+    return {**target_options, "env": {**NO_BACKTRACES, **(target_options.get("env") or {})}}
+
+
 def open_campaign_target(o: Options, **overrides):
     """The campaign's target, opened as the workers open it (`overrides`: open_target's keywords)."""
     from ..targets.command import open_target
@@ -190,6 +199,7 @@ class Campaign:
 
     def __init__(self, opts: Options, out=None):
         self.o = opts
+        opts.target_options = without_backtraces(opts.target_options)  # for the probe, workers and minimizer
         self.out = out or sys.stdout
         self.start = 0.0
         self.findings = Findings(opts.fail_on, opts.stop_on)
@@ -238,6 +248,12 @@ class Campaign:
 
     def is_new(self, cause) -> bool:
         return self.known is not None and cause.key not in self.known
+
+    def failing_causes(self) -> int:
+        """Root causes at or above --fail-on that fail the run: not accepted, and new under --fail-on-new."""
+        order, bar = self.findings.order, self.findings.order[self.o.fail_on]
+        return sum(1 for cause in self.causes if order[cause.severity] >= bar and cause.key not in self.o.accepted
+                   and (not self.o.fail_on_new or self.known is None or cause.key not in self.known))
 
     def _on_signal(self, signum, _frame) -> None:
         if self.minimizing:  # the campaign ended by its own clock: only minimizing stops
@@ -344,15 +360,12 @@ def minimize_all(c: Campaign) -> None:
 
 
 def exit_status(c: Campaign) -> int:
-    """2 the target cannot be used, 1 a finding at or above --fail-on, 2 a worker failed,
+    """2 the target cannot be used, 1 a root cause at or above --fail-on (not accepted; new under
+    --fail-on-new), 2 a worker failed,
     130 interrupted with nothing to report, else 0 (the first that applies)."""
     if c.pool.fatal:
         return 2
-    order, bar = c.findings.order, c.findings.order[c.o.fail_on]
-    if c.o.fail_on_new:
-        if any(order[cause.severity] >= bar and (c.known is None or cause.key not in c.known) for cause in c.causes):
-            return 1
-    elif any(c.findings.fails(d) for d in c.findings.values()):
+    if c.failing_causes():
         return 1
     if c.pool.errors:
         return 2
@@ -366,6 +379,7 @@ def minimize_one(o: Options, target, d, timeout: float, say, cut=lambda: False) 
     from ..case.corpus import read_case, write_finding
     from ..oracles import evaluate
     from .minimize import fires, shrink
+    from .worker import with_backtrace
     try:
         case = read_case(d.stem + ".bin").case
     except Exception as e:  # noqa: BLE001  (a reproducer that cannot be read is reported, not fatal)
@@ -387,7 +401,7 @@ def minimize_one(o: Options, target, d, timeout: float, say, cut=lambda: False) 
     same = [f for f in found if f.oracle == d.oracle]
     if same:
         f = next((f for f in same if f.key() == d.key), same[0])
-        stem, _ = write_finding(o.out, f)
+        stem, _ = write_finding(o.out, with_backtrace(target, f))  # the report shows the minimized one
         d.minimized = stem
         d.sizes = (len(encode(case)), len(encode(small)))
 

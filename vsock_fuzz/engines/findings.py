@@ -27,7 +27,7 @@ class Distinct:
     sizes: tuple[int, int] | None = None
     signature: str = ""
     queue: str = ""
-    case_id: str = ""
+    cause: tuple = ()  # (oracle, signature) of the finding that explains it on its case
 
 
 class Findings(dict):
@@ -46,7 +46,7 @@ class Findings(dict):
             return None
         d = self[f["key"]] = Distinct(f["key"], f["oracle"], f["severity"], f["rule"], f["message"], f["stem"],
                                       first, engine, f["new"], signature=f.get("signature", ""),
-                                      queue=f.get("queue", ""), case_id=f.get("case_id", ""))
+                                      queue=f.get("queue", ""), cause=tuple(f.get("cause") or ()))
         return d
 
     def root_causes(self, hits: dict[str, int], target: str):
@@ -57,7 +57,7 @@ class Findings(dict):
         for d in self.values():
             rep = d.minimized or d.stem
             items.append({"oracle": d.oracle, "severity": d.severity, "signature": d.signature, "queue": d.queue,
-                          "case_id": d.case_id, "count": max(hits.get(d.key, 1), 1), "rule": d.rule, "key": d.key,
+                          "cause": d.cause, "count": max(hits.get(d.key, 1), 1), "rule": d.rule, "key": d.key,
                           "reproducer": rep and rep + ".bin", "size": d.sizes[1] if d.sizes else 0,
                           "reproduce": rep and f"vsock-fuzz replay --target {shlex.quote(target)} "
                                                f"{shlex.quote(rep + '.bin')}"})

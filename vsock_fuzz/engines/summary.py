@@ -53,15 +53,15 @@ def summary(c: Campaign) -> Iterator[str]:
     if o.verbose:
         for oracle, ds in findings.by_oracle(hits(pool)):
             yield from _oracle_group(c, oracle, ds)
-    else:
-        yield from root_causes(c.causes, findings.order[o.fail_on], c.is_new, o.out)
+    yield from root_causes(c.causes, findings.order[o.fail_on], c.is_new, o.out, accepted=o.accepted,
+                           verbose=o.verbose)
     for e in pool.errors:
         yield f"\nharness error: {e}"
     if pool.fatal:
         yield f"\nerror: {pool.fatal}"
     code = c.status()
-    why = {0: f"nothing at or above --fail-on {o.fail_on}",
-           1: f"{findings.failing()} distinct finding(s) at or above --fail-on {o.fail_on}",
+    why = {0: f"nothing at or above --fail-on {o.fail_on}" + (" but what --accept lists" if o.accepted else ""),
+           1: f"{c.failing_causes()} root cause(s) at or above --fail-on {o.fail_on}",
            2: "the target or the harness failed", 130: "interrupted"}[code]
     yield f"\nexit status {code}: {why}"
     if not findings and o.target.startswith("reference"):
@@ -70,26 +70,47 @@ def summary(c: Campaign) -> Iterator[str]:
     yield ""
 
 
-def root_causes(causes: list, bar: int, is_new, where: str) -> Iterator[str]:
-    """One entry per root cause, most severe first: those at or above --fail-on with their rule,
-    reproducer and replay command; the rest one line each. `is_new(cause)`: not seen in `where` before."""
+def root_causes(causes: list, bar: int, is_new, where: str = "", *, accepted: dict | None = None,
+                verbose: bool = False) -> Iterator[str]:
+    """One entry per root cause, most severe first: those at or above --fail-on in full, with their
+    rule, reproducer and replay command; the rest one count line per family (`verbose`: one line
+    each); those `accepted` (key -> reason, --accept) apart, with their reasons. `is_new(cause)`:
+    not seen in `where` before."""
     from ..oracles import SEVERITY_ORDER
+    accepted = accepted or {}
+    taken = [c for c in causes if c.key in accepted]
+    causes = [c for c in causes if c.key not in accepted]
     loud = [c for c in causes if SEVERITY_ORDER[c.severity] >= bar]
     quiet = [c for c in causes if SEVERITY_ORDER[c.severity] < bar]
     for i, cause in enumerate(loud, 1):
         tag = "  NEW" if is_new(cause) else ""
         yield f"\n{i}. [{cause.severity}] {cause.oracle}: {cause.title}{tag}"
         yield f"   {cause.findings} distinct finding(s), {cause.cases} case(s); rule: {cause.rule}"
+        if cause.consequences:
+            yield f"   its consequences, not causes of their own: {', '.join(cause.consequences)}"
         if cause.reproducer:
             yield f"   reproducer {cause.reproducer}"
             yield f"   reproduce: {cause.reproduce}"
-    if quiet:
-        yield f"\n{len(quiet)} root cause(s) below --fail-on (one line each; --verbose lists every finding):"
+    if quiet and verbose:
+        yield f"\n{len(quiet)} root cause(s) below --fail-on:"
         for cause in quiet:
             tag = " NEW" if is_new(cause) else ""
             where_ = f" -> {cause.reproducer}" if cause.reproducer else ""
             yield (f"  - [{cause.severity}]{tag} {cause.oracle}: {cause.title} "
                    f"({cause.findings} finding(s), {cause.cases} case(s)){where_}")
+    elif quiet:
+        yield f"\n{len(quiet)} root cause(s) below --fail-on, by family (-v lists each):"
+        families: dict[str, list] = {}
+        for cause in quiet:
+            families.setdefault(cause.oracle.split(".", 1)[0], []).append(cause)
+        for family, group in families.items():
+            new = sum(1 for c in group if is_new(c))
+            yield (f"  - {family}: {len(group)} ({', '.join(sorted({c.severity for c in group}))})"
+                   + (f", {new} NEW" if new else ""))
+    if taken:
+        yield f"\n{len(taken)} accepted root cause(s) (--accept), listed, not failed:"
+        for cause in taken:
+            yield f"  - [{cause.severity}] {cause.oracle}: {cause.title} -- {accepted[cause.key]}"
 
 
 def _oracle_group(c: Campaign, oracle: str, ds: list) -> Iterator[str]:

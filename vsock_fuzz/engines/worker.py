@@ -41,6 +41,8 @@ from .percase import case_checker, hypothesis_one_input, instrumented, uninstrum
 
 STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one whose writer died
 KEEP_BELOW = 20  # distinct findings kept on disk per oracle and worker below --fail-on
+BACKTRACES_ON = {"RUST_BACKTRACE": "1"}
+BACKTRACE_KEEP = 16 << 10  # characters of stderr a crash finding run again with backtraces keeps
 
 
 def claim(out_dir: str, key: str, stem: str) -> str | None:
@@ -74,9 +76,11 @@ class Recorder:
     """A worker's findings: each key written once (by whichever worker claims it), every hit counted.
 
     Findings below `fail_on` are kept up to KEEP_BELOW per oracle (a lenient device answers
-    thousands of distinct conformance warnings); past that they are counted, not written."""
+    thousands of distinct conformance warnings); past that they are counted, not written.
+    `target`, if given, runs a crash's case again before its finding is written, for the
+    backtrace a campaign's target does not print (with_backtrace)."""
 
-    def __init__(self, out_dir: str, send, fail_on: str = "warning"):
+    def __init__(self, out_dir: str, send, fail_on: str = "warning", target=None):
         from ..oracles import SEVERITY_ORDER
         self.out_dir = out_dir
         self.send = send
@@ -86,6 +90,7 @@ class Recorder:
         self.kept_below: dict[str, int] = {}
         self.busy = False      # between a claim and its finding on disk
         self.on_done = None    # a stop signal that arrived meanwhile
+        self.target = target
 
     def record(self, findings) -> None:
         from ..case.corpus import write_finding
@@ -106,6 +111,8 @@ class Recorder:
                 # Claimed per target: another target's finding with the same key is not this one.
                 held = claim(self.out_dir, f"{f.target}\n{key}", stem)
                 if held is None:
+                    if self.target is not None:
+                        f = with_backtrace(self.target, f)
                     write_finding(self.out_dir, f)  # files after the claim: only one worker writes a key
                 self.send({"finding": {**_traits(f, key), "stem": held or stem, "new": held is None}})
             finally:
@@ -114,11 +121,33 @@ class Recorder:
                 self.on_done()
 
 
+def with_backtrace(target, f):
+    """Crash finding `f` with its case run again in a new process of `target` with Rust
+    backtraces on, the backtrace kept in its message; any other finding as it is. Once per
+    crash finding written: a campaign's target runs without backtraces (campaign.NO_BACKTRACES).
+    `f` as it is too when the target has no process, or the case now crashes elsewhere or not
+    at all (a flaky crash keeps what was seen first)."""
+    if f.oracle != "safety.crash" or not hasattr(target, "restart_with"):
+        return f
+    from dataclasses import replace
+    from ..targets.base import TargetError
+    try:
+        target.restart_with(BACKTRACES_ON)
+        answer = target.parse(f.case)
+    except TargetError:
+        return f  # the next case says so, if the target cannot start any more
+    if answer.error_class != "crash" or answer.title != f.signature:
+        return f
+    why = answer.detail.split("; stderr: ", 1)[0]  # the detail's tail is short: the backtrace would not fit
+    tail = target.stderr_tail().strip()[-BACKTRACE_KEEP:]
+    return replace(f, message=f"the target crashed: {why}; stderr: {tail}", answer=answer)
+
+
 def _traits(f, key: str) -> dict:
     """What the parent keeps of a finding, with what its root cause is told by (oracles.triage):
-    the signature, the queue, and the case it fired on (the sha1 in its file name)."""
+    the signature, the queue, and the finding that explains it on its case, if any."""
     return {"key": key, "oracle": f.oracle, "severity": f.severity, "message": f.message, "rule": f.rule,
-            "signature": f.signature, "queue": f.case.queue, "case_id": f.file_stem().rsplit("-", 1)[1]}
+            "signature": f.signature, "queue": f.case.queue, "cause": f.cause}
 
 
 def worker(cfg: dict) -> None:
@@ -161,7 +190,7 @@ def worker(cfg: dict) -> None:
         check = case_checker(target, profile=cfg["profile"], strict=cfg["strict"])
         from ..oracles import evaluate
     # Only now: anything of ours imported before the block above would not be instrumented.
-    rec = Recorder(cfg["out"], send, cfg["fail_on"])
+    rec = Recorder(cfg["out"], send, cfg["fail_on"], target)
     state["hits"] = rec.hits
 
     def on_signal(*_):

@@ -26,9 +26,9 @@ from itertools import accumulate
 from operator import attrgetter, itemgetter
 
 from ..case.value import Case
-from ..case.wire import F_WRITE, HEADER_SIZE, Header
+from ..case.wire import F_INDIRECT, F_WRITE, HEADER_SIZE, Header
 from ..model.answer import Answer
-from ..model.chain import ChainError, Walked, walk, walked
+from ..model.chain import ChainError, Walked, walk, walked, walked_plain
 from ..model.device import ASSUMED, Device
 from ..model.memory import U64, GuestMemory, MemoryFault
 from ..model.packet import Reading, parse
@@ -82,7 +82,7 @@ class _Context:
              rule: str | None = None, answer: Answer | None = None) -> None:
         o = self.current
         self.out.append(Finding(o.name, o.family, severity or o.severity, rule or o.rule, message,
-                                self.case, answer or self.answer, signature))
+                                self.case, answer or self.answer, signature, indirect=self.indirect))
 
     # What several oracles read, computed once.
 
@@ -90,6 +90,12 @@ class _Context:
     def walked(self) -> Walked:
         """Memory and chain, shared with the model's parse of this case."""
         return walked(self.case)
+
+    @_shared
+    def indirect(self) -> bool:
+        """Whether the chain sets INDIRECT anywhere (read as a device ignoring tables walks it):
+        a bug of the indirect path and one of the direct path are two bugs."""
+        return any(d.flags & F_INDIRECT for d in walked_plain(self.case, self.mem).chain[0])
 
     @_shared
     def mem(self) -> GuestMemory:
@@ -169,8 +175,8 @@ class _Chain:
             # Not a reason to stop: the buffers are still the driver's.
             descs = []
             try:
-                for d in walk(mem, ring.desc_table, ring.size, ring.head & 0xFFFF,
-                              max_chain_bytes=U64 << 32, reject_indirect_next=False):
+                for d in walk(mem, ring.desc_table, ring.size, ring.head & 0xFFFF, max_chain_bytes=U64 << 32,
+                              reject_indirect_next=False, tables=w.tables):
                     descs.append(d)
             except ChainError:
                 pass

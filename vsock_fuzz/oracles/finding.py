@@ -37,10 +37,14 @@ class Finding:
     answer: Answer
     signature: str = ""          # what distinguishes two findings of one oracle
     target: str | None = None    # the target spec, for the reproduce command
+    indirect: bool = False       # the chain goes through an indirect table
+    cause: tuple[str, str] = ()  # (oracle, signature) of the finding on the same case that explains this one
 
     def key(self) -> str:
-        """De-duplication key: the oracle and a short signature of what broke."""
-        return f"{self.oracle}:{self.signature}" if self.signature else self.oracle
+        """De-duplication key: what tells two bugs of one oracle apart (the queue, direct or
+        indirect, the signature of what broke) and, for a consequence, what it follows from:
+        a bug must never share its key with another one's (one found first would hide it)."""
+        return finding_key(self.oracle, self.case.queue, self.signature, self.indirect, self.cause)
 
     def file_stem(self) -> str:
         """`<oracle>-<sha1 of binary case>`, the name of the finding's files on disk."""
@@ -55,10 +59,19 @@ class Finding:
         return {
             "oracle": self.oracle, "family": self.family, "severity": self.severity,
             "rule": self.rule, "message": self.message, "signature": self.signature,
-            "key": self.key(), "target": target or self.target,
+            "key": self.key(), "target": target or self.target, "queue": self.case.queue,
+            "indirect": self.indirect, "cause": list(self.cause) or None,
             "case": self.case.to_request(), "binary": encode(self.case).hex(),
             "answer": self.answer.to_json(), "reproduce": self.reproduce(target, path),
         }
+
+
+def finding_key(oracle: str, queue: str, signature: str, indirect: bool = False, cause=()) -> str:
+    """`oracle:queue[/indirect][:signature][ <- cause oracle[:signature]]`."""
+    key = f"{oracle}:{queue}{'/indirect' if indirect else ''}" + (f":{signature}" if signature else "")
+    if cause:
+        key += " <- " + ":".join(part for part in cause if part)
+    return key
 
 
 def replay_command(target: str | None, path: str) -> str:

@@ -9,15 +9,23 @@ one layout trait a refusal is about. ClusterFuzz groups crashes by stack and
 syzkaller by title; a device's answers have neither, so the traits are the
 title.
 
-`differential.model` says a target and the model disagree; on a case where
-another oracle also fired, that oracle says why, and the differential
-finding joins its root cause instead of standing alone.
+Symptoms stand under their cause (`explained`): when several oracles fire on
+one case and one of them explains the rest, the others are marked as its
+consequences (Finding.cause) and join its root cause instead of standing as
+root causes of their own. A slice outside guest memory, its region or the
+chain (Firecracker CVE-2019-18960: a header read 24 bytes past its region)
+means the device decoded bytes no descriptor gave it, so the header fields,
+hdr.len and the payload limit it then reads differently follow from it; a
+header decoded wrong explains hdr.len read wrong; `differential.model` (a
+target and the model disagree) is explained by any other oracle on its case.
+A consequence keeps a key of its own, so the same symptom on a case without
+its cause (a bug of its own) is still a finding and a root cause.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .finding import ORACLES, SEVERITY_ORDER
 
@@ -29,6 +37,7 @@ TRAIT_ORDER = ("header split", "crossing adjacent regions", "rx buffers longer",
                "descriptors after the packet", "zero-length", "descriptors")
 _NUMBER = re.compile(r"\b\d+\b")
 _FRAGMENTS = re.compile(r"header \+ \d+ page fragments")
+_IN_TABLE = " in an indirect table"
 
 
 @dataclass
@@ -43,11 +52,51 @@ class RootCause:
     reproducer: str | None = None  # the first (most severe, then smallest) reproducer's path
     reproduce: str | None = None   # and the command that replays it
     members: list = field(default_factory=list)  # the findings' keys
+    consequences: list = field(default_factory=list)  # oracles that fired only as its symptoms
 
     def to_json(self) -> dict:
         return {"key": self.key, "oracle": self.oracle, "severity": self.severity, "title": self.title,
                 "rule": self.rule, "findings": self.findings, "cases": self.cases,
-                "reproducer": self.reproducer, "reproduce": self.reproduce}
+                "reproducer": self.reproducer, "reproduce": self.reproduce, "consequences": self.consequences}
+
+
+# The oracles that explain others on the same case, the most telling first.
+_SLICES = ("safety.slice-in-memory", "safety.slice-in-region", "safety.slice-in-chain", "safety.direction",
+           "safety.read-writable")
+_HEADER = ("fidelity.header-size", "fidelity.header-bytes")
+# Which finding explains the others: a header slice gone wrong before a data slice, then a header decoded wrong.
+_BY = tuple((name, field) for field in ("header", "data") for name in _SLICES) + tuple((name, "") for name in _HEADER)
+_FOLLOW_HEADER = {"fidelity.data-len", "fidelity.max-data-size", "differential.model"}
+_INDEPENDENT = {"determinism.repeat", "safety.crash", "safety.hang"}  # a second answer's: never a symptom
+
+
+def explained(findings: list) -> list:
+    """The findings of one case, each symptom marked with the finding that explains it."""
+    if len(findings) < 2:
+        return [replace(f, cause=()) if f.cause else f for f in findings]
+    by = next((f for name, field in _BY for f in findings if f.oracle == name and f.signature.startswith(field)),
+              None)
+    out = []
+    for f in findings:
+        cause = by if by is not None and _follows(f, by) else None
+        if cause is None and f.oracle == "differential.model":
+            # The disagreement is what another oracle on the case says, the worst of them.
+            cause = max((o for o in findings if o.oracle not in _INDEPENDENT and o.oracle != f.oracle),
+                        key=lambda o: SEVERITY_ORDER[o.severity], default=None)
+        cause = () if cause is None else (cause.oracle, cause.signature)
+        out.append(f if f.cause == cause else replace(f, cause=cause))
+    return out
+
+
+def _follows(f, by) -> bool:
+    if f is by or f.oracle in _INDEPENDENT:
+        return False
+    if by.oracle in _HEADER:
+        return f.oracle in _FOLLOW_HEADER
+    # A header read from bytes the device was not given explains all it then did (hdr.len, so
+    # where and how much data it took); a data slice gone wrong explains what is read from it,
+    # but not the header's slices.
+    return by.signature.startswith("header") or not f.oracle.startswith("safety.") or f.signature == by.signature
 
 
 def essential(oracle: str, signature: str, queue: str) -> tuple[str, str]:
@@ -57,7 +106,10 @@ def essential(oracle: str, signature: str, queue: str) -> tuple[str, str]:
         # The signature is "<queue> <shape>"; a 6.17 shape names its fragment count, no trait of the bug.
         shape = _FRAGMENTS.sub("header + N page fragments", sig.split(" ", 1)[1] if " " in sig else sig)
         verb = "rejects" if oracle.endswith("rejected") else "misreads"
-        return f"{oracle}:{queue}:{shape}", f"{verb} the Linux {_linux_kind(shape)} {queue} layout ({shape})"
+        # Direct or in an indirect table (Linux's choice when the feature is negotiated), one layout:
+        # the device's packet code refuses both. The findings stay apart, each with its reproducer.
+        layout = shape.removesuffix(_IN_TABLE)
+        return f"{oracle}:{queue}:{layout}", f"{verb} the Linux {_linux_kind(shape)} {queue} layout ({shape})"
     if oracle == "conformance.valid-rejected":
         trait = _primary_trait(sig)
         return f"{oracle}:{queue}:{trait}", f"rejects a spec-valid {queue} chain with {trait or 'no unusual trait'}"
@@ -112,37 +164,43 @@ def group(findings) -> list[RootCause]:
     """Root causes of `findings`, most severe first, then most cases.
 
     Each item of `findings` is a dict with `oracle`, `severity`,
-    `signature`, `queue`, `case_id` (the case it fired on: differential findings
-    join another oracle's root cause on the same case), and optionally `count`,
-    `key`, `reproducer`, `reproduce`, `size` (of the reproducer, to pick the smallest)."""
+    `signature`, `queue`, and optionally `cause` (the (oracle, signature) that explains
+    it on its case: it joins that root cause as a consequence), `count`, `key`,
+    `reproducer`, `reproduce`, `size` (of the reproducer, to pick the smallest)."""
     items = [_item(f) for f in findings]
-    own: dict[str, str] = {}  # case -> the root cause of its first non-differential finding
-    for it in sorted(items, key=lambda i: -SEVERITY_ORDER[i["severity"]]):
-        if it["oracle"] != "differential.model" and it["case_id"]:
-            own.setdefault(it["case_id"], essential(it["oracle"], it["signature"], it["queue"])[0])
     causes: dict[str, RootCause] = {}
-    ranked = sorted(items, key=lambda i: (-SEVERITY_ORDER[i["severity"]], i["size"]))
+    # Causes first, so a root cause is named by its own oracle and its reproducer shows it.
+    ranked = sorted(items, key=lambda i: (bool(i["cause"]), -SEVERITY_ORDER[i["severity"]], i["size"]))
     for it in ranked:
-        key, title = essential(it["oracle"], it["signature"], it["queue"])
-        if it["oracle"] == "differential.model" and own.get(it["case_id"]):
-            key = own[it["case_id"]]
+        oracle, signature = it["cause"] or (it["oracle"], it["signature"])
+        key, title = essential(oracle, signature, it["queue"])  # cause_key's
         cause = causes.get(key)
+        symptom = bool(it["cause"])
         if cause is None:
-            rule = ORACLES[it["oracle"]].rule if it["oracle"] in ORACLES else ""
-            cause = causes[key] = RootCause(key, it["oracle"], it["severity"], title, it.get("rule") or rule)
+            rule = ORACLES[oracle].rule if oracle in ORACLES else ""
+            cause = causes[key] = RootCause(key, oracle, it["severity"], title,
+                                            rule if symptom else it.get("rule") or rule)
+        if symptom and it["oracle"] not in cause.consequences:
+            cause.consequences.append(it["oracle"])
         if SEVERITY_ORDER[it["severity"]] > SEVERITY_ORDER[cause.severity]:
             cause.severity = it["severity"]
         cause.findings += 1
-        cause.cases += it["count"]
+        if not (symptom and cause.cases):
+            cause.cases += it["count"]  # a symptom's cases are its cause's, counted there
         cause.members.append(it["key"])
         if cause.reproducer is None and it["reproducer"]:
             cause.reproducer, cause.reproduce = it["reproducer"], it["reproduce"]
     return sorted(causes.values(), key=lambda c: (-SEVERITY_ORDER[c.severity], -c.cases, c.key))
 
 
+def cause_key(oracle: str, signature: str, queue: str, cause=()) -> str:
+    """The key of the root cause a finding belongs to: its own, or its cause's when it is a symptom."""
+    return essential(*(tuple(cause) or (oracle, signature)), queue)[0]
+
+
 def _item(f: dict) -> dict:
     return {"oracle": f["oracle"], "severity": f["severity"], "signature": f.get("signature") or "",
-            "queue": f.get("queue") or "", "case_id": f.get("case_id"), "count": f.get("count") or 1,
+            "queue": f.get("queue") or "", "cause": tuple(f.get("cause") or ()), "count": f.get("count") or 1,
             "rule": f.get("rule"), "key": f.get("key") or f["oracle"], "reproducer": f.get("reproducer"),
             "reproduce": f.get("reproduce"), "size": f.get("size") or 0}
 
@@ -158,7 +216,7 @@ def of_findings(found) -> list[RootCause]:
         if item is None:
             items[(f.key(), case_id)] = {
                 "oracle": f.oracle, "severity": f.severity, "signature": f.signature, "queue": f.case.queue,
-                "case_id": case_id, "key": f.key(), "rule": f.rule, "reproducer": path, "reproduce": command,
+                "cause": f.cause, "key": f.key(), "rule": f.rule, "reproducer": path, "reproduce": command,
                 "size": len(case_id)}
         else:
             item["count"] = item.get("count", 1) + 1
