@@ -3,7 +3,7 @@ import shlex
 import sys
 import time
 
-from .options import add_fail_on, add_target_options, add_verbosity, open_target_from_args, regex
+from .options import add_accept, add_fail_on, add_target_options, add_verbosity, open_target_from_args, regex
 
 HELP = "run the deterministic conformance matrix (named layouts, expected answers, every oracle) against a target"
 
@@ -18,6 +18,7 @@ def add_arguments(p) -> None:
     add_fail_on(p, None, "(default: the family verdicts: a failing safety, fidelity or interop row, or a "
                 "finding of severity error or above; a row's unmet expectation counts as an error in "
                 "those families, as a warning in the others)")
+    add_accept(p)
     p.add_argument("--out", metavar="DIR", help="keep each finding's case in DIR (.bin, .json, .finding.json)")
     from .report import add_report_options
     add_report_options(p)  # JUnit: one test case per row
@@ -57,11 +58,12 @@ def run(args) -> int:
     rep["target"].update(name=str(target.name), version=str(target.version or ""), device=target.device.to_json())
     seconds = time.monotonic() - t0
 
+    accepted = accept_rows(results, args.accept, args.strict)
     rep["rows"], rep["findings"] = [], []
     found = []  # (finding, kept file, replay command) for the root causes
     for res in results:
         rep["rows"].append(_row_entry(res))
-        for f in res.findings:
+        for f in res.findings + accepted.get(res.row.name, []):
             path = command = None
             if args.out:
                 from ..case.corpus import write_finding
@@ -69,11 +71,12 @@ def run(args) -> int:
                 path = stem + ".bin"
             else:
                 command = _row_command(args, res.row.name)
-            rep["findings"].append(report.finding_entry(f, path=path, command=command, row=res.row.name))
+            rep["findings"].append(report.finding_entry(f, path=path, command=command, row=res.row.name,
+                                                        accepted=f not in res.findings))
             found.append((f, path, command or replay_command(args.target, path)))
     from ..oracles.triage import of_findings
     causes = of_findings(found)
-    rep["root_causes"] = report.root_cause_entries(causes)
+    rep["root_causes"] = report.root_cause_entries(causes, accepted=args.accept)
     families = check.family_verdicts(results, args.strict)
     rep["families"] = {fam: {"verdict": v["verdict"], "findings": v["findings"], "rows": v["rows"]}
                        for fam, v in families.items()}
@@ -91,13 +94,14 @@ def run(args) -> int:
               f"verdict): judged by no oracle")
     for fam, v in families.items():
         print(_family_line(fam, v))
+    from ..oracles import SEVERITY_ORDER
     if causes:
         from ..engines.summary import root_causes
-        from ..oracles import SEVERITY_ORDER
         print(f"\n{len(causes)} root cause(s) behind the findings"
               + (f" (reproducers in {args.out}/):" if args.out else " (each reproduced by its row: --row NAME):"),
               end="")
-        for line in root_causes(causes, SEVERITY_ORDER["error"], lambda cause: False, ""):
+        for line in root_causes(causes, SEVERITY_ORDER[args.fail_on or "error"], lambda cause: False,
+                                accepted=args.accept, verbose=args.verbose):
             print(line)
     print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
           f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
@@ -108,7 +112,28 @@ def run(args) -> int:
                                                "findings": len(rep["findings"]), "unsupported": unsupported,
                                                **counts})
     report.write_for_args(rep, args)
+    if args.write_accept:
+        from .fuzz import write_accept
+        write_accept(args, causes, SEVERITY_ORDER[args.fail_on or "error"])
     return code
+
+
+def accept_rows(results, accepted: dict, strict: bool) -> dict:
+    """--accept: take each row's findings of accepted root causes out of its verdict, with its
+    unmet expectations of their families (the same departure, seen by the row), and judge it
+    again. Returns row name -> the findings taken out, which the report still lists."""
+    from ..engines.check import judge
+    from ..oracles.accepted import covers
+    taken_out = {}
+    for res in results:
+        taken = [f for f in res.findings if covers(accepted, f)]
+        if taken:
+            res.findings = [f for f in res.findings if f not in taken]
+            gone = {f.family for f in taken} - {f.family for f in res.findings}
+            res.issues = [(fam, message) for fam, message in res.issues if fam not in gone]
+            res.verdict = judge(res, strict)
+            taken_out[res.row.name] = taken
+    return taken_out
 
 
 def fails_at(results, fail_on: str) -> bool:

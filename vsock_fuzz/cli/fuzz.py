@@ -1,8 +1,9 @@
 """`vsock-fuzz fuzz`: a time-boxed, coverage-guided campaign against one target (see engine.py)."""
 
 import shlex
+import sys
 
-from .options import (add_fail_on, add_target_options, add_verbosity, count, positive_int, seconds,
+from .options import (add_accept, add_fail_on, add_target_options, add_verbosity, count, positive_int, seconds,
                       seconds_or_zero, target_options)
 
 HELP = "run a time-boxed coverage-guided fuzzing campaign against a target"
@@ -23,6 +24,7 @@ def add_arguments(p) -> None:
                         "per oracle and worker below it, the rest counted (default: ./fuzz-out)")
     p.add_argument("--seed", type=count, default=0, metavar="N", help="libFuzzer seed (default: 0, random)")
     add_fail_on(p)
+    add_accept(p)
     p.add_argument("--corpus", nargs="+", default=None, metavar="DIR",
                    help="seed corpus directories (binary cases; default: the packaged seeds, "
                         "which `vsock-fuzz seeds DIR` writes out)")
@@ -64,11 +66,27 @@ def run(args) -> int:
         corpus=_seeds(args)[0], timeout=args.timeout, dict=_seeds(args)[1], minimize_time=args.minimize_time,
         coverage=args.coverage,
         stop_on=tuple(args.stop_on), target_options=_limits(args), verbose=args.verbose,
-        fail_on_new=args.fail_on_new, quiet=args.quiet))
+        fail_on_new=args.fail_on_new, quiet=args.quiet, accepted=args.accept))
     code = camp.run()
+    if args.write_accept:
+        write_accept(args, camp.causes, camp.findings.order[args.fail_on])
     if args.json or args.junit or args.markdown or getattr(args, "sarif", None):
         _report(rep, camp, code, args)
     return code
+
+
+def write_accept(args, causes, bar: int) -> None:
+    """--write-accept: the root causes at or above --fail-on, and those --accept already lists."""
+    from ..oracles import SEVERITY_ORDER
+    from ..oracles.accepted import write
+    listed = [c for c in causes if SEVERITY_ORDER[c.severity] >= bar or c.key in args.accept]
+    try:
+        n = write(args.write_accept, listed, args.accept)
+    except OSError as e:
+        print(f"vsock-fuzz: cannot write {args.write_accept}: {e.strerror}", file=sys.stderr)
+        return
+    print(f"{n} root cause(s) written to {args.write_accept}: give each its reason, then pass --accept "
+          f"{shlex.quote(args.write_accept)}")
 
 
 def _seeds(args) -> tuple[list, str | None]:
@@ -95,6 +113,7 @@ def _report(rep: dict, camp, code: int, args) -> None:
     """The campaign's distinct findings (their .finding.json files) as a report."""
     import json
     from . import report
+    from ..oracles.triage import cause_key
     report.describe_target(rep, args.target, **target_options(args))
     for d in sorted(camp.findings.values(), key=lambda d: (-camp.findings.rank(d), d.first)):
         stem = d.minimized or d.stem
@@ -107,8 +126,9 @@ def _report(rep: dict, camp, code: int, args) -> None:
         rep["findings"].append(report.entry_from_json(
             obj, path=stem and stem + ".bin", count=max(d.hits, 1),
             command=f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(stem + '.bin')}" if stem
-            else "not kept: more findings of this oracle below --fail-on than the campaign keeps"))
-    rep["root_causes"] = report.root_cause_entries(camp.causes, camp.is_new)
+            else "not kept: more findings of this oracle below --fail-on than the campaign keeps",
+            accepted=cause_key(d.oracle, d.signature, d.queue, d.cause) in args.accept))
+    rep["root_causes"] = report.root_cause_entries(camp.causes, camp.is_new, args.accept)
     n, t = camp.pool.total_execs(), camp.elapsed
     stats = {"cases": n, "seconds": round(t, 3), "exec_per_sec": int(n / t) if t else 0,
              "coverage": camp.pool.cov(), "corpus": camp.pool.corp(), "distinct_findings": len(camp.findings),

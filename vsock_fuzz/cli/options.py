@@ -138,6 +138,24 @@ def add_fail_on(p, default: str | None = "error", what: str = "(default: error)"
                    help=f"lowest finding severity that makes the exit status 1 {what}")
 
 
+def add_accept(p) -> None:
+    """--accept FILE and --write-accept FILE (oracles.accepted): departures a device keeps on purpose."""
+    p.add_argument("--accept", type=_accept_file, default={}, metavar="FILE",
+                   help="root causes to list as accepted, not fail on: a JSON file of keys with the reason "
+                        "each is accepted, as --write-accept writes it")
+    p.add_argument("--write-accept", default=None, metavar="FILE",
+                   help="write the root causes at or above --fail-on (and those already accepted) to FILE, "
+                        "for --accept; edit each reason")
+
+
+def _accept_file(path: str) -> dict:
+    from ..oracles.accepted import AcceptError, load
+    try:
+        return load(path)
+    except AcceptError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_verbosity(p, quiet: str, verbose: str) -> None:
     """-q/--quiet and -v/--verbose, with what each leaves out or adds for this subcommand."""
     p.add_argument("-q", "--quiet", action="store_true", help=quiet)

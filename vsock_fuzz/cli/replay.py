@@ -20,7 +20,7 @@ import sys
 import time
 
 from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-from .options import add_fail_on, add_target_options, add_verbosity, open_target_from_args
+from .options import add_accept, add_fail_on, add_target_options, add_verbosity, open_target_from_args
 
 HELP = "replay corpus files and directories (binary, JSON or findings) against a target"
 
@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     add_target_options(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="case files or directories (read recursively)")
     add_fail_on(p)
+    add_accept(p)
     add_verbosity(p, quiet="print only files that are not ok, and the summary",
                   verbose="print each finding's message under its file")
     from .report import add_report_options
@@ -39,6 +40,7 @@ def run(args) -> int:
     from . import report
     from ..case.corpus import CorpusError, iter_cases
     from ..oracles import SEVERITY_ORDER, evaluate
+    from ..oracles.accepted import covers
     from ..targets.command import TargetError
 
     rep = report.new("replay", None, spec=args.target, profile=args.profile, strict=args.strict,
@@ -78,9 +80,9 @@ def run(args) -> int:
             command = f"vsock-fuzz replay --target {shlex.quote(args.target)} {shlex.quote(item.path)}"
             for f in findings:
                 by_severity[f.severity] = by_severity.get(f.severity, 0) + 1
-                rep["findings"].append(report.finding_entry(f, path=item.path))
+                rep["findings"].append(report.finding_entry(f, path=item.path, accepted=covers(args.accept, f)))
                 found.append((f, item.path, command))
-            if any(SEVERITY_ORDER[f.severity] >= threshold for f in findings):
+            if any(SEVERITY_ORDER[f.severity] >= threshold and not covers(args.accept, f) for f in findings):
                 failing += 1
             names = ", ".join(f"{f.oracle} ({f.severity})" for f in findings)
             print(f"{item.path}: finding: {names}", flush=True)
@@ -102,10 +104,13 @@ def run(args) -> int:
         from ..engines.summary import root_causes
         from ..oracles.triage import of_findings
         causes = of_findings(found)
-        rep["root_causes"] = report.root_cause_entries(causes)
+        rep["root_causes"] = report.root_cause_entries(causes, accepted=args.accept)
         print(f"{len(causes)} root cause(s):", end="")
-        for line in root_causes(causes, threshold, lambda cause: False, ""):
+        for line in root_causes(causes, threshold, lambda cause: False, accepted=args.accept, verbose=args.verbose):
             print(line)
+        if args.write_accept:
+            from .fuzz import write_accept
+            write_accept(args, causes, threshold)
     print(f"replayed {total} file(s) against {target.name}: {ok} ok, {with_findings} with findings"
           f"{f' ({sev})' if sev else ''}, {unreadable} unreadable{' (interrupted)' if interrupted else ''}")
     if interrupted:

@@ -91,13 +91,13 @@ def describe_target(rep: dict, spec: str, **options) -> None:
 
 
 def finding_entry(finding, *, path: str | None = None, command: str | None = None,
-                  row: str | None = None, count: int | None = None) -> dict:
+                  row: str | None = None, count: int | None = None, accepted: bool = False) -> dict:
     """A `Finding` as the report lists it; `path` is the kept binary case, if any."""
-    return entry_from_json(finding.to_json(), path=path, command=command, row=row, count=count)
+    return entry_from_json(finding.to_json(), path=path, command=command, row=row, count=count, accepted=accepted)
 
 
 def entry_from_json(obj: dict, *, path: str | None = None, command: str | None = None,
-                    row: str | None = None, count: int | None = None) -> dict:
+                    row: str | None = None, count: int | None = None, accepted: bool = False) -> dict:
     """A finding as `Finding.to_json()` wrote it (e.g. a `.finding.json` file) as the report lists it."""
     cmd = command or obj.get("reproduce") or ""
     if path and not command:  # the finding's own command names the file by its stem; name it where it is
@@ -110,12 +110,15 @@ def entry_from_json(obj: dict, *, path: str | None = None, command: str | None =
         out["row"] = row
     if count is not None:
         out["count"] = count
+    if accepted:
+        out["accepted"] = True
     return out
 
 
 def fails(rep: dict, finding: dict) -> bool:
-    """Whether a finding is at or above the run's --fail-on severity."""
-    return SEVERITY_ORDER[finding["severity"]] >= SEVERITY_ORDER[rep.get("fail_on", "error")]
+    """Whether a finding is at or above the run's --fail-on severity, and not accepted (--accept)."""
+    return (SEVERITY_ORDER[finding["severity"]] >= SEVERITY_ORDER[rep.get("fail_on", "error")]
+            and not finding.get("accepted"))
 
 
 def family_verdicts(rep: dict) -> dict:
@@ -274,7 +277,7 @@ def _junit_cases(rep: dict):
     if rep.get("root_causes"):
         bar = SEVERITY_ORDER[rep.get("fail_on", "error")]
         for c in rep["root_causes"]:
-            outcome = "failure" if SEVERITY_ORDER[c["severity"]] >= bar else "pass"
+            outcome = "failure" if SEVERITY_ORDER[c["severity"]] >= bar and "accepted" not in c else "pass"
             text = (f"{c['findings']} distinct finding(s), {c['cases']} case(s)\n  rule: {c['rule']}"
                     + (f"\n  reproduce: {c['reproduce']}" if c.get("reproduce") else ""))
             out.append((f"vsock-fuzz.{rep['command']}.{c['oracle'].split('.')[0]}", f"{c['oracle']}: {c['title']}",
@@ -332,9 +335,12 @@ def to_markdown(rep: dict, max_rows: int = 50) -> str:
     return "\n".join(lines) + "\n"
 
 
-def root_cause_entries(causes, is_new=lambda cause: False) -> list[dict]:
-    """The report's `root_causes`: oracles.triage's groups, with whether each is new."""
-    return [{**c.to_json(), "new": bool(is_new(c))} for c in causes]
+def root_cause_entries(causes, is_new=lambda cause: False, accepted: dict | None = None) -> list[dict]:
+    """The report's `root_causes`: oracles.triage's groups, with whether each is new, and the reason
+    of those --accept lists."""
+    accepted = accepted or {}
+    return [{**c.to_json(), "new": bool(is_new(c)), **({"accepted": accepted[c.key]} if c.key in accepted else {})}
+            for c in causes]
 
 
 def _md(s: str) -> str:

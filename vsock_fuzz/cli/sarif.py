@@ -72,6 +72,8 @@ def _results(rep: dict, cwd: str) -> tuple[list[dict], list[tuple[str, str, str,
                       "properties": props}
             if c.get("key"):
                 result["partialFingerprints"] = {"vsockFuzzRootCause/v1": c["key"]}
+            if c.get("accepted"):  # --accept: shown as suppressed, with the reason, not as an alert
+                result["suppressions"] = [{"kind": "external", "justification": c["accepted"]}]
             results.append(result)
         return results, seen
     for f in rep.get("findings", []):
