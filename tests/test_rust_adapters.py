@@ -109,6 +109,25 @@ def test_0_2_0_rejects_the_linux_6_2_packet(built, tmp_path):
     assert rows["tx/linux-5.x/64KiB"]["verdict"] == "pass"
 
 
+MULTI_FRAG = "interop.linux-rejected:tx:header + N page fragments (Linux >= 6.17)"
+KNOWN_BUGS = {  # root-cause keys at error and above, one per known upstream bug and queue
+    CURRENT: {MULTI_FRAG},
+    OLD: {"interop.linux-rejected:tx:one descriptor (Linux >= 6.2)",
+          "interop.linux-rejected:rx:one rx descriptor (Linux >= 6.2)", MULTI_FRAG},
+}
+
+
+@pytest.mark.parametrize("target", [CURRENT, OLD], ids=["current", "0.2.0"])
+def test_check_names_each_known_bug_once(built, target, tmp_path):
+    """vm-virtio #204 (both queues) and Cloud Hypervisor #7672, each one root cause, direct and
+    indirect rows together; nothing else at error or above."""
+    report = tmp_path / "check.json"
+    vsock_fuzz("check", "--target", f"cmd:{target}", "--json", str(report), "-q")
+    causes = json.loads(report.read_text())["root_causes"]
+    assert {c["key"] for c in causes if c["severity"] != "warning"} == KNOWN_BUGS[target]
+    assert all(c["severity"] == "error" for c in causes if c["key"] in KNOWN_BUGS[target])
+
+
 @pytest.mark.parametrize("target", [CURRENT, OLD], ids=["current", "0.2.0"])
 def test_short_campaign_has_no_critical_finding(built, target, tmp_path):
     seeds = tmp_path / "seeds"

@@ -102,3 +102,41 @@ def test_zoo_program_shows_the_same_bug(name, module, family):
     assert ORACLE[name] in {f.oracle for f in findings}, (answer, [f.message for f in findings])
     if name == "loop_hang":
         assert answer.error_class == "hang" and "no answer" in answer.detail
+
+
+# What `check` names at error and above for each zoo device, one root cause per bug at its own
+# severity: its planted bug, in every part of the answer and on every queue it shows on, and,
+# for a device taking its tx payload from one data descriptor (_device.SimpleDevice), the
+# Linux >= 6.17 multi-fragment gap that is multi_frag's bug (Cloud Hypervisor #7672).
+MULTI_FRAG = "interop.linux-rejected:tx:header + N page fragments (Linux >= 6.17)"
+CHECK_CAUSES = {
+    "region_end": {"critical": {"safety.slice-in-region:tx:header", "safety.slice-in-region:tx:data",
+                                "safety.slice-in-region:rx:data"}, "error": {MULTI_FRAG}},
+    "two_desc": {"error": {"interop.linux-rejected:tx:one descriptor (Linux >= 6.2)",
+                           "interop.linux-rejected:rx:one rx descriptor (Linux >= 6.2)", MULTI_FRAG}},
+    "multi_frag": {"error": {MULTI_FRAG}},
+    "loop_hang": {"critical": {"safety.hang:tx", "safety.hang:rx"}, "error": {MULTI_FRAG}},
+    "queue_zero": {"critical": {"safety.crash:raised ZeroDivisionError"}, "error": {MULTI_FRAG}},
+    "rx_readable": {"critical": {"safety.direction:rx:header", "safety.direction:rx:data"}, "error": {MULTI_FRAG}},
+    "tx_writable": {"error": {"safety.read-writable:tx:data", MULTI_FRAG}},
+    "max_len": {"error": {"fidelity.max-data-size:tx", MULTI_FRAG}},
+    # It truncates the payload to the one descriptor: it misreads the 6.17 layout rather than refusing it.
+    "short_data": {"error": {"fidelity.data-len:tx", MULTI_FRAG.replace("linux-rejected", "linux-slices")}},
+    "header_swap": {"error": {"fidelity.header-bytes:tx", MULTI_FRAG}},
+    "credit_leak": {"error": {"determinism.repeat:rx", MULTI_FRAG}},
+    "indirect_unoffered": {"critical": {"safety.slice-in-chain:tx:data"}},
+    "limit_mismatch": {"error": {"fidelity.max-data-size:tx"}},
+}
+
+
+@pytest.mark.parametrize("name,module,family", ZOO, ids=[z[0] for z in ZOO])
+def test_check_names_each_zoo_bug_once_at_its_severity(name, module, family):
+    from vsock_fuzz.engines import check
+    from vsock_fuzz.oracles.triage import of_findings
+    target = open_target(f"py:{module}:parse")
+    causes = of_findings([(f, None, None) for r in check.run(target) for f in r.findings])
+    got: dict[str, set] = {}
+    for c in causes:
+        if c.severity != "warning":
+            got.setdefault(c.severity, set()).add(c.key)
+    assert got == CHECK_CAUSES[name]
