@@ -75,10 +75,6 @@ class Findings(dict):
         return any(d.oracle == s or d.oracle.startswith(s + ".") or (s == "fail" and self.fails(d))
                    for s in self.stop_on)
 
-    def failing(self) -> int:
-        """How many are at or above --fail-on."""
-        return sum(self.fails(d) for d in self.values())
-
     def worst_first(self) -> list[Distinct]:
         """Those kept on disk, most severe first, then in the order they were found."""
         return sorted((d for d in self.values() if d.stem), key=lambda d: (-self.rank(d), d.first))

@@ -230,7 +230,8 @@ class Pool(Figures):
             self.fatal = msg["fatal"]
         if "finding" in msg:
             d = self.findings.add(msg["finding"], time.monotonic() - self.start, w.engine)
-            if d and self.findings.fails(d):  # the rest are counted in the status lines and listed at the end
+            # The rest, and symptoms (their cause is announced), are counted in the status lines and listed at the end.
+            if d and self.findings.fails(d) and not d.cause:
                 self.say(f"#{self.total_execs()}\tNEW finding: {d.oracle} ({d.severity}) after {d.first:.1f}s "
                          f"[{w.engine}] -> {d.stem}.bin{'' if d.new else ' (already in the directory)'}")
 

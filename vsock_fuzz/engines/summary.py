@@ -86,8 +86,9 @@ def root_causes(causes: list, bar: int, is_new, where: str = "", *, accepted: di
         tag = "  NEW" if is_new(cause) else ""
         yield f"\n{i}. [{cause.severity}] {cause.oracle}: {cause.title}{tag}"
         yield f"   {cause.findings} distinct finding(s), {cause.cases} case(s); rule: {cause.rule}"
-        if cause.consequences:
-            yield f"   its consequences, not causes of their own: {', '.join(cause.consequences)}"
+        telling = [o for o in cause.consequences if o != "differential.model"]  # that one goes without saying
+        if telling:
+            yield f"   its consequences, not causes of their own: {', '.join(telling)}"
         if cause.reproducer:
             yield f"   reproducer {cause.reproducer}"
             yield f"   reproduce: {cause.reproduce}"

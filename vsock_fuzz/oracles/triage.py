@@ -173,7 +173,7 @@ def group(findings) -> list[RootCause]:
     ranked = sorted(items, key=lambda i: (bool(i["cause"]), -SEVERITY_ORDER[i["severity"]], i["size"]))
     for it in ranked:
         oracle, signature = it["cause"] or (it["oracle"], it["signature"])
-        key, title = essential(oracle, signature, it["queue"])  # cause_key's
+        key, title = essential(oracle, signature, it["queue"])
         cause = causes.get(key)
         symptom = bool(it["cause"])
         if cause is None:
