@@ -492,3 +492,61 @@ def test_an_unoffered_indirect_next_buffer_is_a_plain_buffer_whatever_the_chain_
     found = check(case, answer, model=parse(case, "spec", firecracker), device=firecracker)
     assert found and worst(found) == "warning", [(f.oracle, f.message) for f in found]
     assert {f.oracle for f in found} >= {"conformance.malformed-accepted"}
+
+
+# --- oracles only where the answer differs (oracles/run.py `agrees`) -----------------------------
+
+def _device_shapes():
+    """The device the harness assumes, and every correct zoo device's declared offer."""
+    import importlib
+    from vsock_fuzz.model.device import ASSUMED, Device
+    from vsock_fuzz.zoo import CORRECT
+    return [ASSUMED] + [Device.from_json(importlib.import_module(module).Device.device, name)
+                        for name, module in CORRECT]
+
+
+DEVICE_SHAPES = _device_shapes()
+
+
+def _quiet_on_every_reading(case):
+    """Each legal reading's answer, judged by every oracle (no skipping), gives no finding."""
+    from vsock_fuzz.model.packet import readings
+    from vsock_fuzz.oracles.run import agrees
+    for device in DEVICE_SHAPES:
+        fitted = device.fit(case)
+        model = parse(fitted, "spec", device)
+        for r in readings(fitted, "spec", device):
+            assert agrees(r.answer, r.answer)
+            found = check(fitted, r.answer, model=model, device=device, skip=False)
+            assert not found, (device.to_json(), r.why, [(f.oracle, f.message) for f in found])
+
+
+@given(cases())
+def test_no_oracle_fires_on_an_answer_a_reading_gives(case):
+    """Why `check` may skip an answer that agrees with one of the model's readings (spec profile)."""
+    _quiet_on_every_reading(case)
+
+
+def test_no_oracle_fires_on_a_reading_of_any_corpus_case():
+    from vsock_fuzz.case.corpus import iter_cases
+    from vsock_fuzz.engines.check import rows
+    items = [item for item in iter_cases([str(Path(__file__).parent.parent / "corpus")])
+             if not isinstance(item, Exception)]
+    assert len(items) > 400
+    for item in items:
+        _quiet_on_every_reading(item.case)
+    for row in rows():
+        _quiet_on_every_reading(row.case)
+
+
+def test_an_agreeing_answer_skips_every_oracle_but_determinism():
+    from vsock_fuzz.oracles.run import agrees
+    case = assemble(linux_tx("6.2", 64))
+    model = parse(case)
+    assert agrees(model, model) and check(case, model, model=model) == []
+    other = Answer(True, model.header, model.header_slices, model.data_slices[:0])
+    assert not agrees(other, model) and check(case, other, model=model)  # a differing answer is judged
+    crashed = Answer.fault("crash", "exited with status 101")
+    assert not agrees(crashed, Answer.reject("X", "chain")) and check(case, crashed)
+    found = check(case, model, model=model, repeat=other)
+    assert [f.oracle for f in found] == ["determinism.repeat"]

@@ -37,7 +37,7 @@ import signal
 import sys
 import time
 
-from .percase import case_checker, hypothesis_one_input, instrumented, uninstrumented
+from .percase import DETERMINISM_EVERY, case_checker, hypothesis_one_input, instrumented, uninstrumented
 
 STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one whose writer died
 KEEP_BELOW = 20  # distinct findings kept on disk per oracle and worker below --fail-on
@@ -178,7 +178,7 @@ def worker(cfg: dict) -> None:
     instrument = atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()) \
         if coverage != "target" else contextlib.nullcontext()
     with instrument:
-        from ..targets.command import TargetError, open_target
+        from ..targets import TargetError, open_target
         try:
             # die_with_parent: a worker killed after its grace period takes a hung target with it.
             target = state["target"] = open_target(cfg["target"], timeout=cfg["timeout"], die_with_parent=True,
@@ -232,7 +232,8 @@ def worker(cfg: dict) -> None:
         return TestOneInput
 
     if cfg["engine"] == "hypothesis":
-        run = _hypothesis_run(lambda case: evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"]))
+        run = _hypothesis_run(lambda case: evaluate(target, case, profile=cfg["profile"], strict=cfg["strict"],
+                                                    determinism=DETERMINISM_EVERY))
     else:
         def run(data: bytes):
             _, findings, answer = check(data)
