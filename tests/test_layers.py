@@ -36,6 +36,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imports(source: str, module: str, is_package: bool):
     """(line, imported vsock_fuzz module) for every import in the source."""
     package = module if is_package else module.rpartition(".")[0]
@@ -52,11 +57,10 @@ def imports(source: str, module: str, is_package: bool):
                 target = node.module or ""
             if target.split(".")[0] != "vsock_fuzz":
                 continue
-            if target == "vsock_fuzz":  # `from vsock_fuzz import x`: x is a subpackage, module or __version__
-                for alias in node.names:
-                    yield node.lineno, f"{target}.{alias.name}"
-            else:
-                yield node.lineno, target
+            for alias in node.names:
+                # `from X import y` imports module X.y when there is one (from vsock_fuzz: also __version__)
+                sub = f"{target}.{alias.name}"
+                yield node.lineno, sub if target == "vsock_fuzz" or is_module(sub) else target
 
 
 def upward_imports(source: str, module: str, is_package: bool = False) -> list[str]:
@@ -82,6 +86,44 @@ def test_imports_point_down_the_layers():
     for path, module in package_modules():
         bad += upward_imports(path.read_text(), module, path.name == "__init__.py")
     assert not bad, "\n".join(bad)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of vsock_fuzz -> the modules of vsock_fuzz it imports, anywhere in its source.
+
+    Importing a.b.c runs a/b/__init__ first; that implicit edge is left out, or every package
+    whose __init__ re-exports its modules would import itself back."""
+    graph = {module: {t for _, t in imports(path.read_text(), module, path.name == "__init__.py")}
+             for path, module in package_modules()}
+    return {m: {t for t in targets if t in graph and t != m} for m, targets in graph.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
+    """The groups of modules that import each other, directly or through others."""
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for t in graph[todo.pop()] - seen:
+                seen.add(t)
+                todo.append(t)
+        return seen
+    reached = {m: reach(m) for m in graph}
+    return sorted({tuple(sorted(n for n in reached[m] if m in reached[n])) for m in graph if m in reached[m]})
+
+
+def test_no_module_imports_itself_back():
+    """Imports inside functions and under TYPE_CHECKING count: they only hide a cycle, and the
+    modules in one still cannot be read, tested or moved apart."""
+    found = cycles(import_graph())
+    assert not found, "modules that import each other: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_a_cycle_through_another_module_or_type_checking_is_caught():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    source = "if TYPE_CHECKING:\n    from .campaign import Options\ndef f():\n    from . import summary\n"
+    assert [t for _, t in imports(source, "vsock_fuzz.engines.pool", False)] == [
+        "vsock_fuzz.engines.campaign", "vsock_fuzz.engines.summary"]
 
 
 @pytest.mark.parametrize("module,source", [

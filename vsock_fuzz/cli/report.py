@@ -74,7 +74,7 @@ def new(command: str, target=None, *, spec: str = "", profile: str = "spec", str
 def describe_target(rep: dict, spec: str, **options) -> None:
     """Fill the report's target name and version from the target's hello (when it can be opened);
     `options` are open_target's keyword arguments."""
-    from ..targets.command import TargetError, open_target
+    from ..targets import TargetError, open_target
     try:
         target = open_target(spec, **options)
     except TargetError:

@@ -18,11 +18,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .campaign import Options
-    from .findings import Findings
+from .findings import Findings
+from .options import Options
 
 ENGINES = ("atheris", "hypothesis")
 LIBFUZZER_STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/")

@@ -8,14 +8,29 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Protocol
 
-if TYPE_CHECKING:
-    from .campaign import Campaign
-    from .findings import Findings
-    from .pool import Pool
+from .findings import Findings
+from .options import Options
+from .pool import Pool
 
 SUMMARY_MAX = 10  # distinct findings listed per oracle
+
+
+class Ended(Protocol):
+    """What the summary reads of a campaign that has ended (engines.campaign.Campaign, which
+    imports this module, so it is named here by what it has)."""
+    o: Options
+    pool: Pool
+    findings: Findings
+    causes: list
+    elapsed: float
+    stop_reason: str | None
+    interrupted: bool
+
+    def is_new(self, cause) -> bool: ...
+    def failing_causes(self) -> int: ...
+    def status(self) -> int: ...
 
 
 def status_line(event: str, pool: Pool, findings: Findings, start: float) -> str:
@@ -31,7 +46,7 @@ def status_line(event: str, pool: Pool, findings: Findings, start: float) -> str
             + f" rss: {rss_mb(pool)}Mb")
 
 
-def summary(c: Campaign) -> Iterator[str]:
+def summary(c: Ended) -> Iterator[str]:
     """The closing summary: figures, findings grouped by oracle with their reproducers, the verdict."""
     o, pool, findings = c.o, c.pool, c.findings
     n = pool.total_execs()
@@ -114,7 +129,7 @@ def root_causes(causes: list, bar: int, is_new, where: str = "", *, accepted: di
             yield f"  - [{cause.severity}] {cause.oracle}: {cause.title} -- {accepted[cause.key]}"
 
 
-def _oracle_group(c: Campaign, oracle: str, ds: list) -> Iterator[str]:
+def _oracle_group(c: Ended, oracle: str, ds: list) -> Iterator[str]:
     """One oracle's findings: all of them at or above --fail-on (up to SUMMARY_MAX), else a sample."""
     o = c.o
     yield f"\n{oracle} ({ds[0].severity}, {ds[0].rule}): {len(ds)} distinct, {sum(d.hits for d in ds)} hit(s)"

@@ -16,7 +16,6 @@ from .transport import Channel
 
 # Imported from here by code written when this module held every target.
 from .base import ModelTarget, PythonTarget  # noqa: F401
-from .spec import open_target  # noqa: F401
 
 BACKOFF_FIRST = 0.01       # seconds before a restart that follows a failed one, doubling
 BACKOFF_MAX = 1.0

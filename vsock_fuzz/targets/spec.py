@@ -21,6 +21,7 @@ import shlex
 
 from ..model.device import LIMITS, Device, DeviceError, parse_features
 from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, START_TIMEOUT, ModelTarget, PythonTarget, TargetError
+from .command import CommandTarget
 
 
 def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: dict | None = None,
@@ -72,7 +73,6 @@ def _open(spec: str, *, timeout, error_classes, start_timeout, max_restarts, rli
             argv = shlex.split(rest)
         except ValueError as e:
             raise TargetError(f"cannot split {rest!r}: {e}") from None
-        from .command import CommandTarget  # here, as command re-exports open_target
         return CommandTarget(argv, timeout=timeout, start_timeout=start_timeout, error_classes=error_classes,
                              max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
                              die_with_parent=die_with_parent, env=env)
