@@ -46,12 +46,12 @@ EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
 def value(expr: str, ctx: dict):
-    """One expression of the forms action.yml uses: inputs.X, runner.temp, !cancelled(),
+    """One expression of the forms action.yml uses: inputs.X, runner.temp, !cancelled(), always(),
     A != 'B', A == 'B' and &&."""
     parts = [p.strip() for p in expr.split("&&")]
     if len(parts) > 1:
         return all(value(p, ctx) for p in parts)
-    if expr == "!cancelled()":
+    if expr in ("!cancelled()", "always()"):
         return True
     m = re.fullmatch(r"(\S+)\s*(==|!=)\s*'([^']*)'", expr)
     if m:
@@ -119,9 +119,12 @@ def test_action_shape():
     install = step("Install vsock-fuzz")["run"]
     assert re.search(r'pip install -q "\$GITHUB_ACTION_PATH"$', install, re.M)
     assert 'echo "$VENV/bin" >> "$GITHUB_PATH"' in install
-    # Every step after the install runs even when an earlier one found something.
+    # Every step after the install runs even when an earlier one found something, and the
+    # steps that keep the results run even when the job was cancelled (a timeout).
+    keep = {"Save the fuzz corpus", "Upload reports, findings and corpus", "Upload SARIF to code scanning"}
     for s in steps[2:]:
-        assert s.get("if", "").startswith("${{ !cancelled()") or s["name"] == "Restore the fuzz corpus", s["name"]
+        start = "${{ always()" if s["name"] in keep else "${{ !cancelled()"
+        assert s.get("if", "").startswith(start) or s["name"] == "Restore the fuzz corpus", s["name"]
     # Inputs reach scripts through env only (no ${{ }} inside a script).
     for s in steps:
         if "run" in s:

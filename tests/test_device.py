@@ -19,10 +19,10 @@ def indirect_case():
 
 
 def test_a_description_is_read_with_its_limits_and_unmodelled_features_kept():
-    d = Device.from_json({**FIRECRACKER, "features": FIRECRACKER["features"] + ["VENDOR_F_DGRAM"]}, "hello")
+    d = Device.from_json({**FIRECRACKER, "features": FIRECRACKER["features"] + ["VIRTIO_F_EVENT_IDX"]}, "hello")
     assert not d.indirect and not d.seqpacket and d.offers("VIRTIO_F_VERSION_1")
     assert (d.max_data_size, d.max_queue_size, d.source) == (65536, 256, "hello")
-    assert d.to_json()["not_modelled"] == ["VENDOR_F_DGRAM", "VIRTIO_F_IN_ORDER", "VIRTIO_F_VERSION_1"]
+    assert d.to_json()["not_modelled"] == ["VIRTIO_F_EVENT_IDX", "VIRTIO_F_IN_ORDER", "VIRTIO_F_VERSION_1"]
     assert d.described and not ASSUMED.described
 
 
@@ -41,6 +41,7 @@ def test_linux_name_of_the_indirect_bit_is_the_same_feature():
     ({"features": "VIRTIO_F_VERSION_1"}, "device.features"),
     ({"features": [1]}, "device.features"),
     ({"features": ["has space"]}, "device.features"),
+    ({"features": ["VIRTIO_F_VERSION_1", "indirect"]}, "device.features"),  # not a spec name: a typo
     ({"max_data_size": 0}, "device.max_data_size"),
     ({"max_data_size": 1 << 32}, "device.max_data_size"),
     ({"max_queue_size": 65536}, "device.max_queue_size"),
@@ -51,6 +52,22 @@ def test_linux_name_of_the_indirect_bit_is_the_same_feature():
 def test_a_malformed_description_names_the_field(obj, field):
     with pytest.raises(DeviceError, match=field.replace(".", r"\.")):
         Device.from_json(obj, "hello")
+
+
+def test_an_unknown_feature_name_is_an_error_listing_the_known_ones():
+    with pytest.raises(DeviceError, match=r"'VENDOR_F_DGRAM' is not a feature name \(known: VIRTIO_F_INDIRECT_DESC, "):
+        Device.from_json({"features": ["VENDOR_F_DGRAM"]}, "hello")
+    with pytest.raises(DeviceError, match="VIRTIO_VSOCK_F_SEQPACKET"):
+        parse_features("bogus", "--device-features")
+
+
+def test_an_unknown_feature_name_on_the_command_line_is_a_usage_error(capsys):
+    from vsock_fuzz.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--target", "reference", "--device-features", "VIRTIO_F_VERSION_1,indirect"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage:" in err
+    assert "argument --device-features: 'indirect' is not a feature name (known: VIRTIO_F_INDIRECT_DESC," in err
 
 
 def test_the_command_line_wins_and_the_source_says_so():

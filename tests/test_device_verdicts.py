@@ -91,7 +91,8 @@ def test_the_command_line_wins_over_hello():
     assert target.device.source == "the callable's device, command line"
 
 
-@pytest.mark.parametrize("obj,field", [({"max_data_size": -1}, "max_data_size"), ({"featurez": []}, "featurez")])
+@pytest.mark.parametrize("obj,field", [({"max_data_size": -1}, "max_data_size"), ({"featurez": []}, "featurez"),
+                                       ({"features": ["indirect"]}, "'indirect' is not a feature name (known: ")])
 def test_a_malformed_device_object_in_hello_is_a_startup_error_naming_the_field(tmp_path, obj, field):
     prog = tmp_path / "t.py"
     prog.write_text("import json, sys\n"

@@ -62,7 +62,8 @@ def test_check_sarif_one_result_per_root_cause_with_the_reproducer(tmp_path, mon
         assert res["ruleId"] == item["oracle"]
         assert res["message"]["text"] == (item["title"] if rep.get("root_causes") else item["message"])
         assert run["tool"]["driver"]["rules"][res["ruleIndex"]]["id"] == res["ruleId"]
-        assert res["level"] == ("warning" if item["severity"] == "warning" else "error")
+        # Below --fail-on (check's default: error) a result is a note, not a code-scanning alert.
+        assert res["level"] == ("note" if item["severity"] == "warning" else "error")
         uri = res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
         assert not uri.startswith("/") and uri.startswith("found/") and (tmp_path / uri).is_file()
     assert any(r["ruleId"].startswith("safety.") and r["level"] == "error" for r in run["results"])
@@ -105,10 +106,29 @@ def test_sarif_one_result_per_finding_without_root_causes(tmp_path, monkeypatch)
     assert_valid(log)
     results = log["runs"][0]["results"]
     assert [r["ruleId"] for r in results] == ["safety.crash", "conformance.valid-rejected"]
-    assert [r["level"] for r in results] == ["error", "warning"]
+    assert [r["level"] for r in results] == ["error", "note"]  # the warning is below --fail-on error
     assert results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "kept%20dir/a.bin"
     assert "locations" not in results[1]  # not kept: no reproducer to point at
     assert results[0]["properties"]["reproduce"] == "vsock-fuzz replay x"
+
+
+@pytest.mark.parametrize("fail_on,levels", [("critical", ["error", "note", "note"]),
+                                             ("error", ["error", "error", "note"]),
+                                             ("warning", ["error", "error", "warning"])])
+def test_results_below_fail_on_are_notes_and_rules_keep_their_level(fail_on, levels):
+    rep = report.new("fuzz", None, spec="reference", fail_on=fail_on)
+    for oracle in ("safety.crash", "interop.linux-rejected", "conformance.valid-rejected"):
+        o = ORACLES[oracle]
+        rep["findings"].append(report.entry_from_json(
+            {"oracle": oracle, "family": o.family, "severity": o.severity, "rule": o.rule, "message": "m"}))
+    report.finish(rep, exit_code=1)
+    log = sarif.to_sarif_log(rep)
+    assert_valid(log)
+    assert [(r["ruleId"], r["level"]) for r in log["runs"][0]["results"]] == list(zip(
+        ["safety.crash", "interop.linux-rejected", "conformance.valid-rejected"], levels))
+    rules = rules_of(log)
+    assert rules["conformance.valid-rejected"]["defaultConfiguration"]["level"] == "warning"
+    assert rules["interop.linux-rejected"]["defaultConfiguration"]["level"] == "error"
 
 
 def test_incomplete_run_says_why_in_every_report(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def add_target_options(p) -> None:
                              "offered and no fixed limit)")
     g.add_argument("--device", type=_device_file, default=None, metavar="FILE.json",
                    help="a JSON file holding the hello `device` object")
-    g.add_argument("--device-features", default=None, metavar="NAMES",
+    g.add_argument("--device-features", type=_features, default=None, metavar="NAMES",
                    help="the feature bits the device offers, comma-separated (e.g. VIRTIO_F_VERSION_1,"
                         "VIRTIO_F_INDIRECT_DESC); an empty string: none")
     g.add_argument("--max-data-size", type=_positive_int, default=None, metavar="N",
@@ -79,6 +79,16 @@ def _device_file(path: str):
     except ValueError as e:  # DeviceError and a JSON syntax error alike
         raise argparse.ArgumentTypeError(f"{path}: {e}") from None
     return path, obj
+
+
+def _features(text: str) -> str:
+    """--device-features checked here, so an unknown name is a usage error; kept as text (JSON-able)."""
+    from ..model.device import DeviceError, parse_features
+    try:
+        parse_features(text, "--device-features")
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--device-features: ")) from None
+    return text
 
 
 def open_target_from_args(args, **overrides):

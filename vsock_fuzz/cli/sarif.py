@@ -4,7 +4,8 @@ One run of one tool (vsock-fuzz), whose driver has one rule per oracle: id
 the oracle's name, shortDescription its spec rule, defaultConfiguration.level
 from its severity (critical and error: "error", warning: "warning"). One
 result per root cause when the report has them (`root_causes`), else one per
-finding: ruleId the oracle, level from the result's own severity, the message,
+finding: ruleId the oracle, level from the result's own severity ("note" below the
+run's --fail-on, so only what fails the run becomes a code-scanning alert), the message,
 the reproducer as the result's location (a path relative to the working
 directory, under %SRCROOT%, which originalUriBaseIds sets to that directory)
 and the command that replays it in the result's properties. A result whose
@@ -19,12 +20,20 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from ..oracles import SEVERITY_ORDER
+
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVEL = {"critical": "error", "error": "error", "warning": "warning"}
 
 
 def level(severity: str) -> str:
     return LEVEL.get(severity, "warning")
+
+
+def result_level(severity: str, fail_on: str | None) -> str:
+    """A result's level: its severity's, or "note" below the run's --fail-on (not an alert)."""
+    bar = SEVERITY_ORDER.get(fail_on or "error", SEVERITY_ORDER["error"])
+    return level(severity) if SEVERITY_ORDER.get(severity, 0) >= bar else "note"
 
 
 def artifact_uri(path: str, cwd: str | None = None) -> str:
@@ -59,6 +68,7 @@ def _rules(rep: dict, extra: list[tuple[str, str, str, str]]) -> list[dict]:
 
 def _results(rep: dict, cwd: str) -> tuple[list[dict], list[tuple[str, str, str, str]]]:
     results, seen = [], []
+    fail_on = rep.get("fail_on")
     if rep.get("root_causes"):
         for c in rep["root_causes"]:
             seen.append((c["oracle"], c["oracle"].split(".", 1)[0], c["severity"], c.get("rule", "")))
@@ -67,7 +77,7 @@ def _results(rep: dict, cwd: str) -> tuple[list[dict], list[tuple[str, str, str,
                 props["reproduce"] = c["reproduce"]
             if "new" in c:
                 props["new"] = c["new"]
-            result = {"ruleId": c["oracle"], "level": level(c["severity"]),
+            result = {"ruleId": c["oracle"], "level": result_level(c["severity"], fail_on),
                       "message": {"text": c["title"]}, "locations": _location(c.get("reproducer"), cwd),
                       "properties": props}
             if c.get("key"):
@@ -85,7 +95,7 @@ def _results(rep: dict, cwd: str) -> tuple[list[dict], list[tuple[str, str, str,
         for key in ("row", "count"):
             if key in f:
                 props[key] = f[key]
-        results.append({"ruleId": f["oracle"], "level": level(f["severity"]), "message": {"text": f["message"]},
+        results.append({"ruleId": f["oracle"], "level": result_level(f["severity"], fail_on), "message": {"text": f["message"]},
                         "locations": _location(repro.get("path"), cwd),
                         "partialFingerprints": {"vsockFuzzFinding/v1": f.get("key", f["oracle"])},
                         "properties": props})
