@@ -89,7 +89,7 @@ def test_reference_is_clean(capsys):
 
 
 def test_rust_vmm_shows_exactly_its_documented_gaps(capsys):
-    assert main(["check", "--target", "reference:rust-vmm", "-q"]) == 1
+    assert main(["check", "--target", "reference:rust-vmm"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"^tx/linux-6.17/33KiB +interop +accept +reject DescriptorLengthTooSmall +FAIL$", out, re.M)
     # Not using a malformed tail is leniency, never safety: the table blames conformance.
@@ -302,6 +302,53 @@ def test_list_prints_rows_and_rules(capsys):
     out = capsys.readouterr().out
     assert len(out.splitlines()) == len(check.rows())
     assert "CVE-2019-18960" in out
+    assert main(["check", "--list"]) == 0  # listing runs nothing: no target needed
+    assert capsys.readouterr().out == out
+
+
+def test_a_run_without_a_target_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "-q"])
+    assert e.value.code == 2
+    assert "required: --target" in capsys.readouterr().err
+
+
+ZOO_REGION_END = "py:vsock_fuzz.zoo.region_end:parse"
+
+
+def test_quiet_shows_failing_rows_and_causes_at_fail_on_only(capsys):
+    assert main(["check", "--target", ZOO_REGION_END, "-q"]) == 1
+    out = capsys.readouterr().out
+    table = [ln for ln in out[:out.index("\n\n")].splitlines()[1:] if not ln.startswith("  ")]  # not the whys
+    assert table and all(ln.endswith(" FAIL") for ln in table)  # no warn row
+    assert re.search(r"^differential +warn ", out, re.M)  # the family lines stay
+    assert "below --fail-on not listed (-q)" in out and "below --fail-on, by family" not in out
+    assert main(["check", "--target", ZOO_REGION_END, "-q", "--fail-on", "warning"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^\S+ +\S+ +\S+ +.* warn$", out, re.M)  # at --fail-on warning a warn row fails
+    assert main(["check", "--target", "reference", "-q"]) == 0
+    assert "(no row fails)" in capsys.readouterr().out
+
+
+def test_family_counts_add_up_with_the_root_causes(tmp_path, capsys):
+    assert main(["check", "--target", ZOO_REGION_END, "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    causes = json.loads((tmp_path / "r.json").read_text())["root_causes"]
+    from vsock_fuzz.zoo.region_end import parse as region_end
+    results = check.run(PythonTarget(region_end, "region_end"))
+    fams = check.family_verdicts(results)
+    assert sum(v["findings"] for v in fams.values()) == sum(c["findings"] for c in causes)
+    for fam, v in fams.items():
+        own = [c for c in causes if c["oracle"].split(".")[0] == fam]
+        assert v["root_causes"] == len(own), fam
+        # A cause's findings: its family's own, and the consequences it stands for, of other families.
+        assert v["findings"] - v["consequences"] == sum(
+            sum(1 for f in r.findings if f.family == fam and not (f.cause and f.cause[0].split(".")[0] != fam))
+            for r in results), fam
+    assert re.search(r"^safety +FAIL +8 findings in 3 root cause\(s\); 8 rows flagged", out, re.M)
+    assert re.search(r"^differential +warn +\d+ findings \(\d+ in 2 root cause\(s\)\), \d+ consequences of other "
+                     r"families' root causes", out, re.M)
+    assert re.search(r"^   6 distinct finding\(s\) \(2 of them its consequences\), 4 case\(s\)", out, re.M)
 
 
 @pytest.mark.parametrize("spec", ["cmd:python -m vsock_fuzz serve"])

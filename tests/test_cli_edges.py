@@ -153,11 +153,13 @@ def test_check_fail_on_is_the_lowest_failing_severity_and_its_default_the_verdic
 
 
 def test_check_verbose_shows_warnings_under_their_rows(capsys):
-    argv = ("check", "--target", "reference:rust-vmm", "--row", "^tx/header-split@1$", "-q")
-    _, quiet, _ = run_main(capsys, *argv)
+    argv = ("check", "--target", "reference:rust-vmm", "--row", "^tx/header-split@1$")
+    _, plain, _ = run_main(capsys, *argv)
     _, verbose, _ = run_main(capsys, *argv, "-v")
-    assert "differential.model (warning)" not in quiet
+    assert "tx/header-split@1" in plain and "differential.model (warning)" not in plain
     assert "  tx/header-split@1: differential.model (warning): " in verbose
+    _, quiet, _ = run_main(capsys, *argv, "-q", "-v")  # -q: a warn row is no failing row
+    assert "tx/header-split@1" not in quiet.split("\n\n")[0]
 
 
 # --- reproduce commands ------------------------------------------------------------------------

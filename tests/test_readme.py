@@ -1,4 +1,5 @@
-"""The README's "From Python" example runs as written (the documented import paths stay)."""
+"""The README's "From Python" example runs as written (the documented import paths stay), and its
+top says what `make test` costs."""
 
 import importlib.util
 import re
@@ -19,3 +20,10 @@ def test_from_python_example_runs_against_the_model(tmp_path):
     module.my_parse = parse  # the parser the example leaves to the reader
     spec.loader.exec_module(module)
     module.test_my_device()  # the model keeps every rule: no finding above warning
+
+
+def test_make_test_says_what_it_costs_before_it_is_run():
+    top = README[:README.index("## Pointing it at your device")]
+    assert "make fuzz    #" in top.splitlines()[3] and "make test    #" in top.splitlines()[4]
+    said = " ".join(top.split("```")[2].split())  # the prose right after the two commands
+    assert "about 8 minutes on 2 cores" in said and "Rust adapters" in said and "C example" in said

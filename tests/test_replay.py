@@ -45,7 +45,8 @@ def test_every_zoo_bug_has_a_regression():
 def test_regressions_are_clean_on_the_reference():
     target = open_target("reference")
     items = list(iter_cases([REGRESSIONS]))
-    assert len(items) == 3 * len(FINDINGS)
+    assert len(items) == len(FINDINGS)  # one case per finding, read from its .bin
+    assert all(item.path.endswith(".bin") for item in items)
     for item in items:
         assert not isinstance(item, CorpusError), item
         _, findings = evaluate(target, item.case)
@@ -75,8 +76,27 @@ def test_replay_clean_corpus_exits_0(capsys):
     rc, out = run(capsys, REGRESSIONS, "--target", "reference")
     lines = out.out.splitlines()
     assert rc == 0
-    assert len(lines) == 3 * len(FINDINGS) + 1 and all(ln.endswith(": ok") for ln in lines[:-1])
-    assert lines[-1].startswith(f"replayed {3 * len(FINDINGS)} file(s) against reference: {3 * len(FINDINGS)} ok")
+    assert len(lines) == len(FINDINGS) + 1 and all(ln.endswith(".bin: ok") for ln in lines[:-1])
+    assert lines[-1].startswith(f"replayed {len(FINDINGS)} case(s) against reference: {len(FINDINGS)} ok")
+
+
+def test_a_kept_finding_replays_once_from_its_bin_else_json_else_finding(tmp_path, capsys):
+    stems = [p[:-len(".finding.json")] for p in FINDINGS[:3]]
+    for stem, exts in zip(stems, [(".bin", ".json", ".finding.json"), (".json", ".finding.json"), (".finding.json",)]):
+        for ext in exts:
+            shutil.copy(stem + ext, tmp_path)
+    rc, out = run(capsys, str(tmp_path), "--target", "reference")
+    lines = out.out.splitlines()
+    assert rc == 0 and sorted(ln.removesuffix(": ok") for ln in lines[:-1]) == \
+        sorted(str(tmp_path / os.path.basename(s)) + e for s, e in zip(stems, (".bin", ".json", ".finding.json")))
+    assert lines[-1].startswith("replayed 3 case(s) against reference: 3 ok")
+    assert "one case per stem" in " ".join(run_help(capsys).split())
+
+
+def run_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    return capsys.readouterr().out
 
 
 def test_replay_reports_findings_per_file_and_exits_1(capsys):

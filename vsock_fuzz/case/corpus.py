@@ -24,6 +24,10 @@ Directories are read recursively in sorted order. Skipped: names starting
 with "." (our temporary files among them) and the non-case files a libFuzzer
 corpus tree holds (`*.dict`, `*.options`, `*.md`, `*.txt`).
 
+A case is read once per stem: of `X.bin`, `X.json` and `X.finding.json`
+(the three encodings of one finding) only the `.bin` is read, else the
+`.json`, else the finding, so a folder of kept findings replays each once.
+
 Every problem is a `CorpusError` whose `str()` is one line naming the file
 and the problem; iterating a corpus yields it in place of that file's case
 so the caller reports it and goes on.
@@ -218,9 +222,38 @@ def _walk_dir(top: str, seen: frozenset = frozenset()) -> Iterator[str | CorpusE
             yield path
 
 
+# A finding's three files hold one case (write_finding); the one read for it, preferred first.
+ENCODINGS = (".bin", ".json", FINDING_SUFFIX)
+
+
+def _stem(path: str) -> tuple[str, int] | None:
+    """(stem, preference) of a file in one of ENCODINGS, else None."""
+    suffix = next((s for s in (FINDING_SUFFIX, ".bin", ".json") if path.endswith(s)), None)  # the longest first
+    return None if suffix is None else (os.path.normpath(path[:-len(suffix)]), ENCODINGS.index(suffix))
+
+
+def one_per_stem(items: Iterable[str | CorpusError]) -> Iterator[str | CorpusError]:
+    """`items` with `X.bin`, `X.json` and `X.finding.json` as one file: the `.bin`, else the
+    `.json`, else the finding, at the place of the first of them."""
+    items = list(items)
+    best: dict[str, tuple[int, str]] = {}
+    for item in items:
+        if isinstance(item, str) and (key := _stem(item)):
+            best[key[0]] = min(best.get(key[0], (key[1], item)), (key[1], item))
+    done = set()
+    for item in items:
+        key = _stem(item) if isinstance(item, str) else None
+        if key is None:
+            yield item
+        elif key[0] not in done:
+            done.add(key[0])
+            yield best[key[0]][1]
+
+
 def iter_cases(paths: Iterable[str]) -> Iterator[Entry | CorpusError]:
-    """Each case under `paths` in order, or the CorpusError that stands for an unreadable one."""
-    for item in list_files(paths):
+    """Each case under `paths` in order, once (one_per_stem: a kept finding is one case in three
+    files), or the CorpusError that stands for an unreadable one."""
+    for item in one_per_stem(list_files(paths)):
         if isinstance(item, CorpusError):
             yield item
             continue

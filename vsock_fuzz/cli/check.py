@@ -9,11 +9,14 @@ HELP = "run the deterministic conformance matrix (named layouts, expected answer
 
 
 def add_arguments(p) -> None:
-    add_target_options(p)
+    # --list runs nothing, so needs no target; run() asks for one otherwise (usage error, exit 2).
+    add_target_options(p, target_required=False)
+    p.set_defaults(usage_error=p.error)
     p.add_argument("--row", metavar="REGEX", type=regex, help="run only the rows whose name matches (a Python "
                    "regular expression, searched in the name)")
-    p.add_argument("--list", action="store_true", help="list the rows with their expectation and rule, run nothing")
-    add_verbosity(p, quiet="show only rows that do not pass",
+    p.add_argument("--list", action="store_true", help="list the rows with their expectation and rule, run nothing (no --target needed)")
+    add_verbosity(p, quiet="show only failing rows (at --fail-on, else the family verdicts), the family lines "
+                  "and the root causes at or above --fail-on",
                   verbose="under each row that does not pass, every finding's message (warnings too)")
     add_fail_on(p, None, "(default: the family verdicts: a failing safety, fidelity or interop row, or a "
                 "finding of severity error or above; a row's unmet expectation counts as an error in "
@@ -31,6 +34,8 @@ def run(args) -> int:
     from ..targets import TargetError
     from ..oracles.finding import replay_command
 
+    if not args.list and not args.target:
+        args.usage_error("the following arguments are required: --target (only --list runs without one)")
     rows = check.select(args.row)
     if args.list:
         for r in rows:
@@ -84,7 +89,9 @@ def run(args) -> int:
         fails_at(results, args.fail_on)
     counts = {v: sum(1 for r in results if r.verdict == v) for v in ("pass", "warn", "fail")}
 
-    print(render_table(results, quiet=args.quiet, strict=args.strict, verbose=args.verbose))
+    # -q: the rows that fail the run, as the exit status judges them.
+    fails = (lambda r: r.verdict == "fail") if args.fail_on is None else (lambda r: fails_at([r], args.fail_on))
+    print(render_table(results, quiet=args.quiet, strict=args.strict, verbose=args.verbose, fails=fails))
     print()
     if target.device.described:
         print(describe_device(target.device))
@@ -92,16 +99,20 @@ def run(args) -> int:
     if unsupported:
         print(f"{unsupported} row(s) answered Unsupported by the adapter (its limit, not the device's "
               f"verdict): judged by no oracle")
+    print(FAMILY_HEAD)
     for fam, v in families.items():
         print(_family_line(fam, v))
     from ..oracles import SEVERITY_ORDER
+    bar = SEVERITY_ORDER[args.fail_on or "error"]
+    # -q leaves out the causes below --fail-on (the family lines count them); accepted ones stay listed.
+    listed = [c for c in causes if not args.quiet or SEVERITY_ORDER[c.severity] >= bar or c.key in args.accept]
     if causes:
         from ..engines.summary import root_causes
         print(f"\n{len(causes)} root cause(s) behind the findings"
+              + (f", {len(causes) - len(listed)} below --fail-on not listed (-q)" if len(listed) < len(causes) else "")
               + (f" (reproducers in {args.out}/):" if args.out else " (each reproduced by its row: --row NAME):"),
               end="")
-        for line in root_causes(causes, SEVERITY_ORDER[args.fail_on or "error"], lambda cause: False,
-                                accepted=args.accept, verbose=args.verbose):
+        for line in root_causes(listed, bar, lambda cause: False, accepted=args.accept, verbose=args.verbose):
             print(line)
     print(f"\n{len(results)} rows in {seconds:.2f}s: {counts['pass']} pass, {counts['warn']} warn, "
           f"{counts['fail']} fail; target {target.name} {target.version}".rstrip())
@@ -159,10 +170,12 @@ def _row_entry(res) -> dict:
             "findings": sorted({f.oracle for f in res.findings})}
 
 
-def render_table(results, quiet: bool = False, strict: bool = False, verbose: bool = False) -> str:
-    """row, family (the one the verdict comes from), expected, got, verdict."""
+def render_table(results, quiet: bool = False, strict: bool = False, verbose: bool = False, fails=None) -> str:
+    """row, family (the one the verdict comes from), expected, got, verdict. `quiet`: only the rows
+    that fail (`fails(result)`, by default a FAIL verdict)."""
     from ..engines.check import blamed_family
-    shown = [r for r in results if not quiet or r.verdict != "pass"]
+    fails = fails or (lambda r: r.verdict == "fail")
+    shown = [r for r in results if not quiet or fails(r)]
     head = ("row", "family", "expected", "got", "verdict")
     body = [(r.row.name, blamed_family(r, strict), r.row.expect, r.got, r.verdict.upper() if r.verdict == "fail" else r.verdict)
             for r in shown]
@@ -170,22 +183,34 @@ def render_table(results, quiet: bool = False, strict: bool = False, verbose: bo
     widths[3] = min(widths[3], 40)
     lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
     lines += ["  ".join(c[:w].ljust(w) for c, w in zip(line, widths)).rstrip() for line in body]
-    for r in (r for r in shown if r.verdict == "fail" or (verbose and r.verdict != "pass")):  # why
+    for r in (r for r in shown if fails(r) or (verbose and r.verdict != "pass")):  # why
         for fam, msg in r.issues:
             lines.append(f"  {r.row.name}: {fam}: {msg}")
         for f in r.findings:
             if f.severity != "warning" or verbose:
                 lines.append(f"  {r.row.name}: {f.oracle} ({f.severity}): {f.message}")
     if quiet and not shown:
-        lines.append("(every row passes)")
+        lines.append("(no row fails)")
     return "\n".join(lines)
 
 
+FAMILY_HEAD = "by family: findings in root causes (as listed below); rows flagged by a finding or an unmet expectation"
+
+
 def _family_line(fam: str, v: dict) -> str:
+    """Its findings counted as the root causes count them: those of its own causes, and those that
+    are consequences of another family's (listed under that one), so the two add up."""
     verdict = v["verdict"].upper() if v["verdict"] == "fail" else v["verdict"]
+    n, other = v["findings"], v["consequences"]
+    what = f"{n} findings"
+    if n - other:
+        what += f"{' (' + str(n - other) if other else ''} in {v['root_causes']} root cause(s){')' if other else ''}"
+    if other:
+        what += f", {other} consequences of other families' root causes"
     rows = v["rows"]
-    what = "" if not rows else f": {len(rows)} rows ({', '.join(rows[:3])}{', ...' if len(rows) > 3 else ''})"
-    return f"{fam:13} {verdict:5} {v['findings']} findings{what}"
+    if rows:
+        what += f"; {len(rows)} rows flagged ({', '.join(rows[:3])}{', ...' if len(rows) > 3 else ''})"
+    return f"{fam:13} {verdict:5} {what}"
 
 
 def describe_device(device) -> str:

@@ -40,7 +40,7 @@ def add_arguments(p) -> None:
                   verbose="the summary lists every distinct finding by oracle, not one entry per root cause")
     p.add_argument("--fail-on-new", action="store_true",
                    help="exit 1 only for root causes at or above --fail-on that no earlier run into the same "
-                        "--out recorded (its root-causes.json); the known ones are listed, not failed")
+                        "--out recorded for the same --target (its root-causes.json); the known ones are listed, not failed")
     p.add_argument("--coverage", choices=("target", "harness", "both"), default=None,
                    help="what guides mutation: the target's own edges, through the coverage channel a cmd: "
                         "target takes in hello (docs/protocol-extensions.md), the harness's instrumented Python, "

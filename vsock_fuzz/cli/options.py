@@ -5,13 +5,13 @@ import argparse
 _SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
-def add_target_options(p) -> None:
+def add_target_options(p, target_required: bool = True) -> None:
     """How a command runs a target and judges it: --target, --profile, --strict, and
     the cmd: target limits (--timeout, --start-timeout, --max-restarts, --rlimit-as,
     --rlimit-cpu, --transport). Read them back with target_options(args)."""
     from ..model.packet import PROFILES
     from ..targets import MAX_RESTARTS, START_TIMEOUT
-    p.add_argument("--target", required=True, metavar="SPEC",
+    p.add_argument("--target", required=target_required, metavar="SPEC",
                    help="reference[:PROFILE], py:module:callable or cmd:COMMAND LINE")
     p.add_argument("--profile", choices=PROFILES, default="spec",
                    help="model profile the answers are held to (default: spec)")

@@ -1,6 +1,10 @@
 """`vsock-fuzz replay PATH... --target SPEC`: run corpus files and directories.
 
-One line per file: `ok`, the findings (oracle and severity), or the reason
+Each case once: a kept finding's `X.bin`, `X.json` and `X.finding.json` are
+one case, replayed from the `.bin` (else the `.json`, else the finding) and
+counted once (case.corpus.one_per_stem).
+
+One line per case file: `ok`, the findings (oracle and severity), or the reason
 the file could not be read. An unreadable file (corrupt JSON, unknown case
 version, permission denied, vanished before it was read) does not stop the
 replay: the rest of the corpus still runs, and the exit status is 2 because
@@ -22,12 +26,14 @@ import time
 from . import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 from .options import add_accept, add_fail_on, add_target_options, add_verbosity, open_target_from_args
 
-HELP = "replay corpus files and directories (binary, JSON or findings) against a target"
+HELP = ("replay corpus files and directories (binary, JSON or findings) against a target; a kept finding's "
+        "X.bin, X.json and X.finding.json are one case, replayed once from the .bin")
 
 
 def add_arguments(p) -> None:
     add_target_options(p)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="case files or directories (read recursively)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="case files or directories (read recursively; one case per stem: X.bin, "
+                   "else X.json, else X.finding.json)")
     add_fail_on(p)
     add_accept(p)
     add_verbosity(p, quiet="print only files that are not ok, and the summary",
@@ -111,7 +117,7 @@ def run(args) -> int:
         if args.write_accept:
             from .fuzz import write_accept
             write_accept(args, causes, threshold)
-    print(f"replayed {total} file(s) against {target.name}: {ok} ok, {with_findings} with findings"
+    print(f"replayed {total} case(s) against {target.name}: {ok} ok, {with_findings} with findings"
           f"{f' ({sev})' if sev else ''}, {unreadable} unreadable{' (interrupted)' if interrupted else ''}")
     if interrupted:
         return done(130, "interrupted")

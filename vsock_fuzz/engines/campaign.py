@@ -43,20 +43,46 @@ CAUSES_FILE = "root-causes.json"  # in --out: every root cause seen there, for t
 NO_BACKTRACES = {"RUST_BACKTRACE": "0"}
 
 
-def known_causes(out: str) -> set[str] | None:
-    """The root causes earlier runs recorded in `out`; None when none did (or the file is unreadable)."""
+def _read_causes(out: str) -> dict | None:
     try:
         with open(os.path.join(out, CAUSES_FILE), encoding="utf-8") as f:
-            return {c["key"] for c in json.load(f)["root_causes"]}
-    except (OSError, ValueError, KeyError, TypeError):
+            body = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("root_causes"), list) else None
+
+
+def known_causes(out: str, target: str) -> set[str] | None:
+    """The root causes earlier runs against `target` recorded in `out`; None when none did (or the
+    file is unreadable). Causes are per target: several targets may share one `out`, and a bug one
+    of them has is new in another. A file from before causes named their target holds one target's
+    causes: they are taken as this one's."""
+    body = _read_causes(out)
+    try:
+        if body is None:
+            return None
+        if "targets" not in body:
+            return {c["key"] for c in body["root_causes"]}
+        if target not in body["targets"]:
+            return None  # this target's first run here: nothing to call new against
+        return {c["key"] for c in body["root_causes"] if c.get("target") == target}
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
-def save_causes(out: str, causes: list, known: set[str] | None) -> None:
-    """This run's root causes and the earlier ones, written atomically."""
+def save_causes(out: str, causes: list, known: set[str] | None, target: str) -> None:
+    """This run's root causes and the earlier ones of `target`, next to other targets' (read again
+    now: another campaign may have written since), written atomically. "targets" lists every target
+    that ran, so a target whose runs found nothing still has a (empty) record."""
     from ..case.corpus import atomic_write
-    earlier = [{"key": k} for k in sorted((known or set()) - {c.key for c in causes})]
-    body = {"root_causes": [c.to_json() for c in causes] + earlier}
+    body = _read_causes(out) or {}
+    targets = body.get("targets") if isinstance(body.get("targets"), list) else []
+    # Without "targets" the old causes are this target's: they came in through `known`.
+    others = [c for c in body.get("root_causes", []) if "targets" in body and isinstance(c, dict)
+              and c.get("target") != target]
+    earlier = [{"key": k, "target": target} for k in sorted((known or set()) - {c.key for c in causes})]
+    body = {"targets": sorted({*map(str, targets), target}),
+            "root_causes": [{**c.to_json(), "target": target} for c in causes] + earlier + others}
     try:
         atomic_write(os.path.join(out, CAUSES_FILE), json.dumps(body, indent=1).encode())
     except OSError:
@@ -203,7 +229,7 @@ class Campaign:
             self.failure = str(e)
             print(f"vsock-fuzz fuzz: error: {e}", file=sys.stderr)
             return 2
-        self.known = known_causes(self.o.out)
+        self.known = known_causes(self.o.out, self.o.target)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.fuzz()
@@ -216,7 +242,7 @@ class Campaign:
         self.causes = self.findings.root_causes(hits(self.pool), self.o.target)
         for line in summary(self):
             self.say(line)
-        save_causes(self.o.out, self.causes, self.known)
+        save_causes(self.o.out, self.causes, self.known, self.o.target)
         return self.status()
 
     def is_new(self, cause) -> bool:

@@ -282,8 +282,14 @@ def run(target, *, profile: str = "spec", strict: bool = False, pattern: str | N
 
 
 def family_verdicts(results: list[Result], strict: bool = False) -> dict[str, dict]:
-    """Per oracle family: verdict (pass | warn | fail), the rows it flagged, its finding count."""
-    out = {fam: {"verdict": "pass", "rows": [], "findings": 0} for fam in FAMILIES}
+    """Per oracle family: verdict (pass | warn | fail), the rows it flagged, its finding count, and
+    how those findings group as the root causes do (oracles.triage): `root_causes`, the distinct
+    causes of this family they make, and `consequences`, the findings that stand under another
+    family's root cause (a symptom of it on the same case) instead."""
+    from ..oracles.triage import cause_key
+    out = {fam: {"verdict": "pass", "rows": [], "findings": 0, "root_causes": 0, "consequences": 0}
+           for fam in FAMILIES}
+    causes: dict[str, set] = {fam: set() for fam in FAMILIES}
     for r in results:
         seen = set()
         for fam, failing in _flags(r, strict):
@@ -297,4 +303,11 @@ def family_verdicts(results: list[Result], strict: bool = False) -> dict[str, di
                 seen.add(fam)
         for f in r.findings:
             out[f.family]["findings"] += 1
+            key = cause_key(f.oracle, f.signature, f.case.queue, f.cause)
+            if key.split(".", 1)[0] == f.family:  # a key starts with its cause's oracle name
+                causes[f.family].add(key)
+            else:
+                out[f.family]["consequences"] += 1
+    for fam, keys in causes.items():
+        out[fam]["root_causes"] = len(keys)
     return out

@@ -100,7 +100,9 @@ def root_causes(causes: list, bar: int, is_new, where: str = "", *, accepted: di
     for i, cause in enumerate(loud, 1):
         tag = "  NEW" if is_new(cause) else ""
         yield f"\n{i}. [{cause.severity}] {cause.oracle}: {cause.title}{tag}"
-        yield f"   {cause.findings} distinct finding(s), {cause.cases} case(s); rule: {cause.rule}"
+        # Its consequences are findings of their own oracles' families too: said, so family counts add up.
+        of_them = f" ({cause.symptoms} of them its consequences)" if cause.symptoms else ""
+        yield f"   {cause.findings} distinct finding(s){of_them}, {cause.cases} case(s); rule: {cause.rule}"
         telling = [o for o in cause.consequences if o != "differential.model"]  # that one goes without saying
         if telling:
             yield f"   its consequences, not causes of their own: {', '.join(telling)}"

@@ -48,6 +48,7 @@ class RootCause:
     title: str
     rule: str
     findings: int = 0              # distinct findings grouped here
+    symptoms: int = 0              # of them, its consequences (other oracles' findings on its cases)
     cases: int = 0                 # times seen (a finding counts every case it fired on)
     reproducer: str | None = None  # the first (most severe, then smallest) reproducer's path
     reproduce: str | None = None   # and the command that replays it
@@ -185,6 +186,7 @@ def group(findings) -> list[RootCause]:
         if SEVERITY_ORDER[it["severity"]] > SEVERITY_ORDER[cause.severity]:
             cause.severity = it["severity"]
         cause.findings += 1
+        cause.symptoms += symptom
         if not (symptom and cause.cases):
             cause.cases += it["count"]  # a symptom's cases are its cause's, counted there
         cause.members.append(it["key"])
