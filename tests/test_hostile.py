@@ -311,6 +311,20 @@ t.parse(good._replace(max_data_size=666))  # the target stops reading: this wait
 """
 
 
+def test_the_death_signal_costs_no_fork_where_setpriv_works():
+    # A fork with a Python preexec_fn cost 4-20 ms per start in a fuzz worker, paid on every
+    # crash; setpriv asks for the signal after a vfork (the test below checks it still works).
+    from vsock_fuzz.targets.process import setpriv_prefix
+    t = CommandTarget([sys.executable, "-m", "vsock_fuzz", "serve"], timeout=5.0, die_with_parent=True)
+    assert t.parse(assemble(linux_tx("6.2", 5))).ok
+    assert (t._child._prctl is None) == (setpriv_prefix() is not None)
+    assert "setpriv" not in Path(f"/proc/{t.proc.pid}/cmdline").read_text()  # it exec'd the target
+    t.close()
+    # a program that cannot be found is named as before
+    with pytest.raises(TargetError, match="cannot start '/nonexistent/target'"):
+        CommandTarget(["/nonexistent/target"], die_with_parent=True).parse(assemble(linux_tx("6.2", 5)))
+
+
 @pytest.mark.parametrize("die", [True, False])
 def test_a_killed_parent_takes_its_hung_target_with_it_when_asked(die):
     # What a fuzz worker SIGKILLed after its grace period needs: the hung target never sees
