@@ -20,6 +20,8 @@ from vsock_fuzz.case.layout import assemble
 from vsock_fuzz.case.value import Region
 from vsock_fuzz.engines import check
 from vsock_fuzz.engines.strategies import cases
+from vsock_fuzz.engines.summary import unsupported_note
+from vsock_fuzz.engines.worker import count_unsupported
 from vsock_fuzz.model.answer import Answer
 from vsock_fuzz.model.device import Device
 from vsock_fuzz.oracles import SEVERITY_ORDER, evaluate
@@ -128,8 +130,9 @@ def test_a_correct_device_stays_quiet_under_the_search(name, module):
 def unsupported_above_4gib(case):
     """An adapter that cannot map a region of 4 GiB or more; otherwise the zoo's correct device."""
     from vsock_fuzz.zoo.no_indirect import parse
-    if any(r.size >= 1 << 32 for r in case.regions):
-        return Answer.reject("Unsupported", "unknown", "region of 2^32 bytes or more cannot be mapped")
+    for r in case.regions:
+        if r.size >= 1 << 32:  # the detail names the region, as an adapter's would
+            return Answer.reject("Unsupported", "unknown", f"region [{r.gpa:#x}, +{r.size:#x}) cannot be mapped")
     return parse(case)
 
 
@@ -153,7 +156,23 @@ def test_a_campaign_counts_unsupported_answers_and_names_the_commonest(tmp_path)
     stats = json.loads((tmp_path / "r.json").read_text())["stats"]
     assert stats["unsupported"] > 0
     if stats["unsupported"] >= 0.02 * stats["cases"]:
-        assert "answered Unsupported by the adapter" in r.stdout and "cannot be mapped" in r.stdout
+        assert "answered Unsupported by the adapter" in r.stdout
+        assert "commonest kind" in r.stdout and "region [N, +N) cannot be mapped, e.g. region [0x" in r.stdout
+
+
+def test_unsupported_answers_are_counted_by_kind_not_by_address():
+    counts: dict = {}
+    for i in range(30):
+        count_unsupported(counts, f"region [{0x1000 * i:#x}, +{(i + 1) << 36:#x}) cannot be mapped")
+    assert list(counts) == ["region [N, +N) cannot be mapped"]
+    assert counts["region [N, +N) cannot be mapped"] == [30, "region [0x0, +0x1000000000) cannot be mapped"]
+    count_unsupported(counts, "region of 2^63 bytes cannot be mapped")
+    count_unsupported(counts, "region of 4096 bytes cannot be mapped")
+    assert {k: n for k, (n, _) in counts.items()} == {"region [N, +N) cannot be mapped": 30,
+                                                      "region of N bytes cannot be mapped": 2}
+    note = "".join(unsupported_note({k: n for k, (n, _) in counts.items()}, 100,
+                                    {k: example for k, (_, example) in counts.items()}))
+    assert "commonest kind (30): region [N, +N) cannot be mapped, e.g. region [0x0, +0x1000000000)" in note
 
 
 def test_fit_builds_only_memory_the_adapter_maps():

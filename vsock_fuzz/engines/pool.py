@@ -43,7 +43,7 @@ class Worker:
     tail: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     hits: dict = field(default_factory=dict)
-    unsupported: dict = field(default_factory=dict)  # detail -> cases answered Unsupported
+    unsupported: dict = field(default_factory=dict)  # kind -> [cases answered Unsupported, a detail]
     done: bool = False
 
     def lines(self, kind: str) -> list[bytes]:
@@ -136,11 +136,20 @@ class Figures:
         return sum(w.execs for w in self.workers) + self.retired
 
     def unsupported(self) -> dict[str, int]:
-        """Cases answered Unsupported, by detail, over every worker (a restarted one's are lost)."""
+        """Cases answered Unsupported, by kind (worker.count_unsupported), over every worker
+        (a restarted one's are lost)."""
         out: dict[str, int] = {}
         for w in self.workers:
-            for detail, n in w.unsupported.items():
-                out[detail] = out.get(detail, 0) + n
+            for kind, (n, _) in w.unsupported.items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
+    def unsupported_examples(self) -> dict[str, str]:
+        """A detail as the adapter wrote it, by kind."""
+        out: dict[str, str] = {}
+        for w in self.workers:
+            for kind, (_, detail) in w.unsupported.items():
+                out.setdefault(kind, detail)
         return out
 
     def cov(self) -> int:

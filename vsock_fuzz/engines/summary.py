@@ -59,7 +59,7 @@ def summary(c: Ended) -> Iterator[str]:
     yield (f"   coverage {pool.cov()}" + ("" if tcov is None else f" ({tcov} of them the target's own edges, "
                                           f"about {max(pool.cov() - tcov, 0)} the harness's)")
            + f", corpus {pool.corp()}, findings in {o.out}/")
-    yield from unsupported_note(pool.unsupported(), n)
+    yield from unsupported_note(pool.unsupported(), n, pool.unsupported_examples())
     if not findings:
         yield "   no findings"
     else:
@@ -152,13 +152,15 @@ def _oracle_group(c: Ended, oracle: str, ds: list) -> Iterator[str]:
 UNSUPPORTED_NOTE = 0.02  # the share of Unsupported answers the summary speaks of
 
 
-def unsupported_note(unsupported: dict[str, int], cases: int) -> Iterator[str]:
-    """A line when the adapter answered Unsupported to more than a few percent of the cases."""
+def unsupported_note(unsupported: dict[str, int], cases: int, examples: dict[str, str]) -> Iterator[str]:
+    """A line when the adapter answered Unsupported to more than a few percent of the cases:
+    its commonest kind (the detail with numbers as N) and a detail of that kind as written."""
     total = sum(unsupported.values())
     if total and total >= UNSUPPORTED_NOTE * max(cases, 1):
-        detail, n = max(unsupported.items(), key=lambda kv: kv[1])
+        kind, n = max(unsupported.items(), key=lambda kv: kv[1])
+        example = examples.get(kind, kind)
         yield (f"   {total} case(s) ({100 * total / max(cases, 1):.0f}%) answered Unsupported by the adapter, "
-               f"judged by no oracle; commonest ({n}): {detail}")
+               f"judged by no oracle; commonest kind ({n}): {kind}" + ("" if example == kind else f", e.g. {example}"))
 
 
 def rss_mb(pool: Pool) -> int:

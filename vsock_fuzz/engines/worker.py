@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -43,6 +44,21 @@ STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one who
 KEEP_BELOW = 20  # distinct findings kept on disk per oracle and worker below --fail-on
 BACKTRACES_ON = {"RUST_BACKTRACE": "1"}
 BACKTRACE_KEEP = 16 << 10  # characters of stderr a crash finding run again with backtraces keeps
+UNSUPPORTED_KINDS = 20  # kinds of Unsupported answer counted apart per worker; the rest as one
+_NUMBERS = re.compile(r"\b(?:0x[0-9a-fA-F]+|\d+(?:\^\d+)?)")  # 0x1000, 4096, 2^63
+
+
+def count_unsupported(unsupported: dict, detail: str) -> None:
+    """Count an Unsupported answer in `unsupported` (kind -> [cases, first detail]) under its
+    kind: the detail with its numbers as N. An adapter's limit names the address or size it
+    refused; grouped by the text, one limit would fill the table with its addresses."""
+    kind = _NUMBERS.sub("N", detail)[:120]
+    if kind not in unsupported and len(unsupported) >= UNSUPPORTED_KINDS:
+        kind = "(other kinds)"
+    entry = unsupported.get(kind)
+    if entry is None:
+        entry = unsupported[kind] = [0, detail[:120]]
+    entry[0] += 1
 
 
 def claim(out_dir: str, key: str, stem: str) -> str | None:
@@ -201,18 +217,14 @@ def worker(cfg: dict) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    unsupported = state["unsupported"]  # detail -> cases the adapter answered Unsupported
+    unsupported = state["unsupported"]  # kind -> [cases the adapter answered Unsupported, a detail]
 
     def tick(findings, answer) -> None:
         state["execs"] += 1
         if findings:
             rec.record(findings)
         elif answer.unsupported:
-            detail = answer.detail[:120]
-            if detail in unsupported or len(unsupported) < 20:
-                unsupported[detail] = unsupported.get(detail, 0) + 1
-            else:
-                unsupported["(other details)"] = unsupported.get("(other details)", 0) + 1
+            count_unsupported(unsupported, answer.detail)
         if region is not None and not region.screen() and state["execs"] & 31 == 0:
             region.sample()  # between the target's answer and libFuzzer's clearing the counters
         if state["execs"] & 127 == 0:
