@@ -107,7 +107,8 @@ def test_first_run_passes_with_no_regressions_yet(tmp_path, regressions):
     runner = Runner(tmp_path, repo, {"target": "reference", "regressions": "fuzz/vsock-regressions",
                                      "fuzz-seconds": "3", "fuzz-options": "--runs 400 --jobs 1"})
     done = runner.run()
-    assert list(done) == ["Replay the regressions", "Conformance matrix", "Fuzz"]
+    assert list(done) == ["Corpus cache key", "Replay the regressions", "Conformance matrix", "Fuzz",
+                          "Merge the fuzz corpus"]
     for name, p in done.items():
         assert p.returncode == 0, f"{name}: {p.stdout[-2000:]}{p.stderr[-2000:]}"
     assert re.search(r"^::notice title=vsock-fuzz replay::no case files in fuzz/vsock-regressions",
@@ -121,6 +122,15 @@ def test_first_run_passes_with_no_regressions_yet(tmp_path, regressions):
     assert "--runs" in json.loads((reports / "fuzz.json").read_text())["argv"]
     summary = runner.files["GITHUB_STEP_SUMMARY"].read_text()
     assert re.findall(r"^## vsock-fuzz (\w+)", summary, re.M) == ["check", "fuzz"]
+    # The cache key's prefix is stable per target; the corpus saved under it is the grown one merged.
+    written = runner.files["GITHUB_OUTPUT"].read_text()
+    assert re.search(r"^prefix=vsock-fuzz-corpus-default-[0-9a-f]{16}-$", written, re.M), written
+    grown = int(re.search(r"^corpus: (\d+) file", done["Fuzz"].stdout, re.M)[1])
+    merged = re.search(r"^merged (\d+) input\(s\) from 1 folder\(s\): \S+ holds (\d+)$",
+                       done["Merge the fuzz corpus"].stdout, re.M)
+    assert merged, done["Merge the fuzz corpus"].stdout + done["Merge the fuzz corpus"].stderr
+    saved = len(list((repo / "vsock-fuzz" / "corpus").iterdir()))
+    assert int(merged[1]) == grown and saved == int(merged[2]) <= grown and (saved > 0) == (grown > 0)
     # What the action's outputs name exists for the steps that follow it.
     for out in runner.outputs.values():
         assert (repo / runner.sub(out["value"])).is_dir(), out

@@ -75,7 +75,7 @@ UNINSTRUMENTED = ("vsock_fuzz.case", "vsock_fuzz.case.value", "vsock_fuzz.case.b
                   "vsock_fuzz.targets.process", "vsock_fuzz.targets.spec", "vsock_fuzz.targets.transport",
                   "vsock_fuzz.targets.standby", "vsock_fuzz.targets.coverage", "vsock_fuzz.targets.crash_title", "vsock_fuzz.model.device",
                   "vsock_fuzz.engines", "vsock_fuzz.engines.campaign", "vsock_fuzz.engines.percase",
-                  "vsock_fuzz.engines.worker", "vsock_fuzz.engines.pool", "vsock_fuzz.engines.findings",
+                  "vsock_fuzz.engines.worker", "vsock_fuzz.engines.merge", "vsock_fuzz.engines.pool", "vsock_fuzz.engines.findings",
                   "vsock_fuzz.engines.summary")
 
 
