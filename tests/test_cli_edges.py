@@ -315,3 +315,21 @@ def test_an_interrupt_while_minimizing_stops_minimizing_only(tmp_path):
             "(the reproducers not minimized yet are kept as found)") in stdout
     assert "interrupted by SIGINT" not in stdout
     assert any(p.name.startswith("safety.crash-") for p in out.glob("*.finding.json"))
+
+
+def test_printed_commands_say_how_to_run_them_when_vsock_fuzz_is_not_on_path(tmp_path):
+    """A checkout's .venv not activated: the reproduce lines say `vsock-fuzz ...`; one note says how
+    to make them run as printed. With the entry point on PATH, no note."""
+    import shutil as _shutil
+    entry = Path(sys.executable).parent / "vsock-fuzz"
+    assert entry.exists()
+    argv = [str(entry), "check", "--target", "py:vsock_fuzz.zoo.region_end:parse", "-q"]
+    bare = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                                  if not Path(p, "vsock-fuzz").exists())}
+    assert _shutil.which("vsock-fuzz", path=bare["PATH"]) is None
+    r = subprocess.run(argv, capture_output=True, text=True, env=bare, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr
+    assert f"export PATH={entry.parent}:$PATH" in r.stderr
+    on_path = {**os.environ, "PATH": f"{entry.parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(argv, capture_output=True, text=True, env=on_path, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and "not on PATH" not in r.stderr

@@ -12,9 +12,27 @@ import os
 import sys
 
 # Each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "show", "convert", "seeds")
+COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "merge", "show", "convert", "seeds")
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+# The subcommands whose output holds `vsock-fuzz ...` command lines (reproduce, next steps).
+PRINTS_COMMANDS = ("fuzz", "check", "replay", "minimize")
+
+
+def path_hint() -> str | None:
+    """One line saying how to run the printed `vsock-fuzz` commands when the name is not on PATH
+    (a checkout's .venv not activated, `python -m vsock_fuzz`), None when it is."""
+    import shutil
+    if shutil.which("vsock-fuzz"):
+        return None
+    here = os.path.dirname(os.path.abspath(sys.argv[0])) if os.path.basename(sys.argv[0]) == "vsock-fuzz" \
+        else os.path.dirname(sys.executable)
+    if os.path.exists(os.path.join(here, "vsock-fuzz")):
+        how = f"put {here} on PATH (export PATH={here}:$PATH" + (
+            f", or . {here}/activate)" if os.path.exists(os.path.join(here, "activate")) else ")")
+    else:
+        how = f"run them as {sys.executable} -m vsock_fuzz ..."
+    return f"note: the commands above start with vsock-fuzz, which is not on PATH here: {how}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = mod
     args = _parse(ap, parsers, sys.argv[1:] if argv is None else [str(a) for a in argv])
     try:
-        return modules[args.command].run(args)
+        code = modules[args.command].run(args)
+        if args.command in PRINTS_COMMANDS and argv is None and (code == EXIT_FINDINGS or args.command == "fuzz"):
+            hint = path_hint()
+            if hint:
+                print(hint, file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
