@@ -100,7 +100,7 @@ def test_decode_is_deterministic():
 
 
 def test_decoded_cases_end_with_the_available_ring():
-    # target-protocol.md: the harness has written the available ring
+    # docs/protocol.md: the harness has written the available ring
     # raw form: max_data_size 0, size 8, table 0, avail 0x40, used 0, head 3, one region [0, 0x1000), no writes
     case = decode(bytes((1, binary.RAW, 0, 8, 0, 0x40, 0, 3, 1, 0, 0x80, 0x20, 0)))
     assert case.writes == (Write(0x40, bytes((0, 0, 1, 0, 3, 0))),)

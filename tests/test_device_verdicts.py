@@ -1,4 +1,4 @@
-"""A device is judged by what it offers (target-protocol.md, "The device a target wraps").
+"""A device is judged by what it offers (docs/protocol.md, "The device object").
 
 The zoo's correct devices of other legal shapes (no VIRTIO_F_INDIRECT_DESC, a fixed
 64 KiB payload limit, a queue maximum of 256) pass `check` and stay quiet at error and

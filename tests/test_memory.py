@@ -1,6 +1,6 @@
 """GuestMemory: regions, holes, sparse contents, clean faults, the access log.
 
-Rule source: target-protocol.md ("memory": each region is its own host
+Rule source: docs/protocol.md ("memory": each region is its own host
 mapping, everything else is unmapped; "writes" applied in order).
 """
 

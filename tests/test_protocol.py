@@ -1,4 +1,4 @@
-"""Protocol v1 (target-protocol.md) end to end: `vsock-fuzz serve` and the
+"""Protocol v1 (docs/protocol.md) end to end: `vsock-fuzz serve` and the
 `cmd:` client against each other through real subprocesses, and the client
 against targets that crash, hang, print garbage or answer the wrong id.
 """

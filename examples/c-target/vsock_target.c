@@ -3,7 +3,7 @@
  *
  * An independent implementation of the harness's `spec` profile (see the
  * docstring of vsock_fuzz/packet.py for the rules and error names) speaking
- * target protocol v1 (docs: ../../shared/design/target-protocol.md) and the
+ * target protocol v1 (docs: ../../docs/protocol.md) and the
  * "frames-v1" fast transport (docs/protocol-extensions.md).
  *
  * TEMPLATE FOR AN ADAPTER AROUND YOUR OWN DEVICE.  Everything but

@@ -3,7 +3,7 @@
 A case file is one of
   - binary (any name not ending in `.json`): the compact form of `binary.py`,
     exactly the bytes a libFuzzer/atheris harness ran;
-  - JSON (`*.json`): a parse request of target-protocol.md, with or without
+  - JSON (`*.json`): a parse request of docs/protocol.md, with or without
     `id` and `op`, optionally with `"version": 1`;
   - a finding (`*.finding.json`, or any JSON object with an `"oracle"` key):
     `Finding.to_json()`; its case is the one replayed.

@@ -1,6 +1,6 @@
 """The case: one complete input, immutable, in the shape of a protocol v1 parse request.
 
-JSON form: `case.to_request(id)` is the parse request of target-protocol.md,
+JSON form: `case.to_request(id)` is the parse request of docs/protocol.md,
 `Case.from_request(obj)` reads one back (raising `CaseError` on anything a
 request may not hold). Binary form: see `binary.py`.
 """
@@ -138,7 +138,7 @@ def _outside(regions, gpa: int, end: int):
 
 
 def avail_ring_writes(regions, ring: Ring) -> list[Write]:
-    """The available ring as the harness writes it (target-protocol.md, parse):
+    """The available ring as the harness writes it (docs/protocol.md, parse):
     le16 flags 0, le16 idx 1, le16 ring[0] = head, clipped to memory.
 
     Every case the harness makes ends its writes with these, so a target that

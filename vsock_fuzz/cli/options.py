@@ -30,7 +30,7 @@ def add_target_options(p, target_required: bool = True) -> None:
                    help="CPU seconds a cmd: target process may use over its life (default: no limit)")
     p.add_argument("--transport", choices=("auto", "v1"), default="auto",
                    help="auto: offer the fast transports in hello; v1: plain protocol v1 lines (default: auto)")
-    # The device a target wraps, for one that cannot say it in hello (target-protocol.md); wins over hello.
+    # The device a target wraps, for one that cannot say it in hello (docs/protocol.md); wins over hello.
     g = p.add_argument_group("the device (default: what the target declares in hello, else every feature "
                              "offered and no fixed limit)")
     g.add_argument("--device", type=_device_file, default=None, metavar="FILE.json",

@@ -3,7 +3,7 @@
 A target that crashed or hung on the case answers too, with error class
 "crash" or "hang", so every oracle sees one kind of value. The error name
 `Unsupported` is the adapter's own limit, not the device's verdict
-(target-protocol.md: a region it cannot map, a queue it cannot represent):
+(docs/protocol.md: a region it cannot map, a queue it cannot represent):
 its class is "unsupported", whatever a target's error table says, and no
 oracle judges it.
 """

@@ -87,7 +87,7 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
     """Yield the buffer descriptors of the chain starting at `head`.
 
     `tables=False` walks as a device that never offered VIRTIO_F_INDIRECT_DESC and
-    ignores the flag: a descriptor with INDIRECT is a plain buffer (target-protocol.md).
+    ignores the flag: a descriptor with INDIRECT is a plain buffer (docs/protocol.md).
 
     `mem` must not change while the walk runs (the model only reads): a loop is
     replayed from the descriptors it already read."""
@@ -190,7 +190,7 @@ class Walked:
     def chain(self) -> tuple[tuple[Descriptor, ...], ChainError | None]:
         """The buffers up to the first rule the chain breaks, and that rule (None: the whole
         chain is well-formed). The available ring holds the head as a le16
-        (target-protocol.md), so the walk starts at head mod 2^16, as a device that pops it."""
+        (docs/protocol.md), so the walk starts at head mod 2^16, as a device that pops it."""
         if self._chain is None:
             ring = self.case.ring
             descs: list[Descriptor] = []

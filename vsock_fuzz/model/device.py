@@ -1,5 +1,5 @@
 """The device a target wraps: the virtio features it offers and its fixed limits
-(target-protocol.md, "The device a target wraps").
+(docs/protocol.md, "The device object").
 
 A conforming driver uses only what the device offered, so the harness judges
 a device by its own offer: a layout that needs a feature the device did not

@@ -1,6 +1,6 @@
 """Guest memory: regions with holes between them, sparse contents, an access log.
 
-Each region is its own host mapping (target-protocol.md): two regions adjacent
+Each region is its own host mapping (docs/protocol.md): two regions adjacent
 in guest-physical space are not one host slice. Contents are the case's writes
 kept as they are, so a 2^40-byte region costs nothing.
 """

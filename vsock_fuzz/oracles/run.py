@@ -93,7 +93,7 @@ def _check(case: Case, answer: Answer, model: Answer | None, repeat: Answer | No
            strict: bool, device: Device, reading: Reading | None) -> list[Finding]:
     out: list[Finding] = []
     if answer.unsupported:
-        return out  # the adapter's limit, not the device's verdict (target-protocol.md)
+        return out  # the adapter's limit, not the device's verdict (docs/protocol.md)
     ctx = _Context(case, answer, out, profile, model, device, reading)
     if answer.faulted:
         ctx.run(no_crash)

@@ -29,7 +29,7 @@ def handle(line: bytes | str, parse_fn, name: str, version: str = __version__, m
     """The answer to one request line; a malformed line gets a BadRequest answer.
 
     A hello offering one of `modes` is answered with "mode": the first offered;
-    `device`, when given, is the hello's `device` object (target-protocol.md).
+    `device`, when given, is the hello's `device` object (docs/protocol.md).
     """
     try:
         req = json.loads(line)

@@ -164,7 +164,7 @@ class SimpleDevice(ChainWalk, Rules):
     name = "zoo device"
     lone_head = True       # a lone head may carry header and payload (Linux >= 6.2)
     step_limit = None      # None: walk as written; else report a hang after this many steps
-    device = None          # the hello `device` object it declares (target-protocol.md); None: none
+    device = None          # the hello `device` object it declares (docs/protocol.md); None: none
     tables = True          # follows indirect tables; False: reads an INDIRECT descriptor as a plain buffer
     max_queue_size = 32768
     max_data_size = None   # a fixed payload limit; None: the request's

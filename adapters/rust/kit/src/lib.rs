@@ -1,7 +1,7 @@
 //! Everything a vsock-fuzz target needs but the device.
 //!
 //! A target is a program the harness starts and talks to over stdin/stdout: protocol v1
-//! (JSON lines, `shared/design/target-protocol.md`, `docs/protocol.md`) or the frames-v1
+//! (JSON lines, `docs/protocol.md`) or the frames-v1
 //! transport it negotiates in hello (`docs/protocol-extensions.md`). This crate speaks
 //! both, builds each case's guest memory (one host mapping per region, reserved, not
 //! committed), applies the writes, calls your [`Device`] and translates what it returns.
@@ -152,8 +152,8 @@ impl Reject {
     pub fn new(error: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
         Reject { error: error.into(), detail: detail.into() }
     }
-    /// The adapter cannot set this case up (target-protocol.md, "The device a target
-    /// wraps"): no oracle judges it. Not for the device's own refusals.
+    /// The adapter cannot set this case up (docs/protocol.md, "The device
+    /// object"): no oracle judges it. Not for the device's own refusals.
     pub fn unsupported(detail: impl Into<String>) -> Self {
         Reject::new("Unsupported", detail)
     }
@@ -375,7 +375,7 @@ fn answer(
     let mut regions = case.regions.clone();
     regions.sort_unstable();
     for (i, &(gpa, size)) in regions.iter().enumerate() {
-        // The harness never sends these (target-protocol.md, "parse"); a request that does
+        // The harness never sends these (docs/protocol.md, "parse"); a request that does
         // is malformed, not a case.
         if size == 0 {
             return Err(Reject::new("BadRequest", format!("region at {gpa:#x} has size 0")));
