@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(ap, parsers, sys.argv[1:] if argv is None else [str(a) for a in argv])
     try:
         code = modules[args.command].run(args)
-        if args.command in PRINTS_COMMANDS and argv is None and (code == EXIT_FINDINGS or args.command == "fuzz"):
+        # After what a run found (fuzz: also its next steps), not after an error's one line.
+        if args.command in PRINTS_COMMANDS and argv is None and (code == EXIT_FINDINGS or (
+                args.command == "fuzz" and code == EXIT_CLEAN)):
             hint = path_hint()
             if hint:
                 print(hint, file=sys.stderr)
