@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: all test fuzz bench bench-full clean venv c-target bench-targets coverage adapters
+.PHONY: all test fuzz bench bench-full clean venv c-target bench-targets coverage adapters core
 
 all: test
 
@@ -66,12 +66,24 @@ adapters:
 	cd adapters/rust && RUSTFLAGS="$(RUST_COV_FLAGS)" cargo build --release --locked --target $(RUST_HOST) \
 		--target-dir target/cov -p vsock-target-rust-vmm -p vsock-target-example
 
+# The compiled per-case core (core/, vsock_fuzz/core.py), installed into the venv as a user
+# installs it (pip builds it with maturin, its coverage counters included); without cargo
+# every case takes the Python path, and says so. tests/test_core.py fails without it.
+CORE_STAMP := $(VENV)/.core-installed
+CORE_SOURCES := $(wildcard core/*.toml core/Cargo.lock core/src/*.rs core/case/Cargo.toml core/case/src/*.rs)
+
+core: $(CORE_STAMP)
+
+$(CORE_STAMP): $(STAMP) $(CORE_SOURCES)
+	$(BIN)/python -m pip install -q ./core
+	touch $@
+
 test: $(STAMP) $(if $(HAVE_CC),$(C_TARGET) $(C_TARGET_COV)) $(if $(HAVE_CLANG),$(C_TARGET_COV_GUARD)) \
-	$(if $(HAVE_CARGO),adapters)
+	$(if $(HAVE_CARGO),adapters core)
 	$(BIN)/python -m pytest -q
 
 # A newcomer's first campaign: the model under every oracle, 30 s from the seed corpus.
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(if $(HAVE_CARGO),core)
 	$(BIN)/vsock-fuzz fuzz --target reference --max-time 30 --corpus corpus/target --dict corpus/vsock.dict --out fuzz-out
 
 # Every benchmark script with short budgets (about two minutes), figures printed;
@@ -121,5 +133,5 @@ coverage: $(STAMP) $(if $(HAVE_CC),$(C_TARGET))
 	$(BIN)/python scripts/coverage_gaps.py coverage.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis/tmp htmlcov .coverage-fuzz coverage.json
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis/tmp htmlcov .coverage-fuzz coverage.json core/target
 	rm -f $(C_TARGET) $(C_TARGET_COV) $(C_TARGET_COV_GUARD)

@@ -7,11 +7,13 @@ request may not hold). Binary form: see `binary.py`.
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import NamedTuple
 
 U64 = 1 << 64
 AVAIL_HEAD = struct.Struct("<HHH")  # le16 flags, le16 idx, le16 ring[0]
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
 
 
 class CaseError(ValueError):
@@ -59,6 +61,11 @@ class Case(NamedTuple):
                      "avail": self.ring.avail, "used": self.ring.used, "head": self.ring.head},
         })
         return req
+
+    def line(self, id: int) -> bytes:
+        """The protocol v1 parse request with `id`, as one line (the compiled core's cases too
+        have `raw` and `line`, so a target sends either)."""
+        return _dumps(self.to_request(id)).encode() + b"\n"
 
     @classmethod
     def from_request(cls, obj) -> "Case":

@@ -56,7 +56,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import sys
     from . import report
+    from ..model.compiled import say_if_missing
     from ..engines.campaign import Campaign, Options
+    if args.profile == "spec":
+        say_if_missing()  # the workers would each say it
     max_time = args.max_time if args.max_time is not None else (None if args.runs else 60.0)
     rep = report.new("fuzz", None, spec=args.target, profile=args.profile, strict=args.strict,
                      fail_on=args.fail_on, argv=sys.argv[1:])

@@ -36,7 +36,13 @@ def force_queue(data: bytes, queue: str | None) -> bytes:
 
 
 def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: str | None = None):
-    """The per-case path: bytes -> (case, findings, answer) with the target and every oracle."""
+    """The per-case path: bytes -> (case, findings, answer) with the target and every oracle.
+    With the compiled core (vsock_fuzz.model.compiled) under the spec profile, an answer that agrees with
+    the model's readings is settled there; `case` is then None unless a finding needs it."""
+    from ..model.compiled import load
+    core = load() if profile == "spec" else None
+    if core is not None:
+        return _core_checker(core, target, strict, queue)
     from ..case.binary import decode
     from ..oracles import evaluate
 
@@ -44,6 +50,51 @@ def case_checker(target, *, profile: str = "spec", strict: bool = False, queue: 
         case = decode(force_queue(data, queue))
         answer, findings = evaluate(target, case, profile=profile, strict=strict, determinism=DETERMINISM_EVERY)
         return case, findings, answer
+    return check
+
+
+def _core_checker(core, target, strict: bool, queue: str | None):
+    """case_checker through the core: the case decoded, fitted and encoded there, the answer
+    compared there with the spec model's readings (oracles.run.agrees, which tests hold to
+    mean that no oracle can fire). Only an answer that differs, or a second answer that
+    differs from the first, goes through the Python model and oracles (oracles.run.judge)."""
+    from ..case.wire import Header
+    from ..model.answer import Answer
+    from ..model.device import ASSUMED
+    from ..model.packet import parse
+    from ..oracles.run import judge, repeated, sampled, stamped
+    from ..targets import CommandTarget, ModelTarget
+    native = isinstance(target, CommandTarget)  # sends the core's case as it is
+    reference = isinstance(target, ModelTarget) and target.profile == "spec"
+    again = DETERMINISM_EVERY and not isinstance(target, ModelTarget)  # as oracles.run.judge asks again
+
+    def check(data: bytes):
+        device = getattr(target, "device", ASSUMED)
+        cc = core.decode(force_queue(data, queue))
+        if not device.fits_any_case:
+            cc = cc.fit(device.max_data_size, device.max_region_size, device.max_regions)
+        offer = (device.features is not None, device.indirect, device.seqpacket, device.max_queue_size)
+        if reference:  # the model is the target: its answer agrees with itself (oracles.run.judge)
+            ok, error, kind, header, hs, ds = cc.readings(*offer)[0]
+            return None, [], Answer(ok, header and Header._make(header), tuple(hs), tuple(ds), error, kind)
+        case = None if native else cc.case()
+        answer = target.parse(cc if native else case)
+        if answer.unsupported:
+            return case, [], answer
+        # A crash or hang agrees with nothing; not asked, so its input adds no coverage of the
+        # comparison's own (crashing inputs stay out of the corpus: oracles.run.judge).
+        if answer.faulted or not cc.agrees(answer, *offer):
+            case = case or cc.case()
+            answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY)
+            return case, findings, answer
+        findings = []
+        if again and sampled(DETERMINISM_EVERY):
+            repeat = target.parse(cc if native else case)
+            if repeat != answer:
+                case = case or cc.case()
+                findings = stamped(repeated(case, answer, repeat, "spec", parse(case, "spec", device), device), target)
+        return case, findings, answer
+
     return check
 
 
@@ -57,11 +108,12 @@ def raise_on(findings, fail_on: str = "error") -> None:
         raise FindingError(f"{f.oracle} ({f.severity}, {f.rule}): {f.message}")
 
 
-def instrumented(target: str) -> list[str]:
-    """Packages to instrument for coverage: ours and a `py:` target's."""
-    if target.startswith("py:"):
-        return ["vsock_fuzz", target.split(":")[1].split(".")[0]]
-    return ["vsock_fuzz"]
+def instrumented(target: str, compiled: bool = False) -> list[str]:
+    """Packages to instrument for coverage: ours and a `py:` target's. `compiled`: the compiled
+    core's counters stand for the model and the comparison (vsock_fuzz.model.compiled), so only a `py:`
+    target's own code (none for the others)."""
+    own = [target.split(":")[1].split(".")[0]] if target.startswith("py:") else []
+    return own if compiled else ["vsock_fuzz", *own]
 
 
 # Coverage comes from the code that decides about a case: the model's parse and chain walk,
@@ -79,18 +131,39 @@ UNINSTRUMENTED = ("vsock_fuzz.case", "vsock_fuzz.case.value", "vsock_fuzz.case.b
                   "vsock_fuzz.engines.summary")
 
 
-def uninstrumented() -> list[str]:
+def uninstrumented(target: str = "", compiled: bool = False) -> list[str]:
     """Modules left out of coverage: UNINSTRUMENTED, or VSOCK_FUZZ_UNINSTRUMENTED (comma-separated,
-    empty: instrument everything) to measure the trade-off."""
+    empty: instrument everything) to measure the trade-off. `compiled`: every module of ours but
+    those of a `py:` target in this package (the zoo's devices), whose own code is the coverage
+    besides the core's: the Python model and oracles then run only on answers that differ, and
+    their edges would make crashing inputs look new (atheris instruments whole top-level packages)."""
     env = os.environ.get("VSOCK_FUZZ_UNINSTRUMENTED")
+    if compiled:
+        module = target.split(":")[1] if target.startswith("py:") else ""
+        keep = module.rsplit(".", 1)[0] + "." if module.startswith("vsock_fuzz.") else "-"
+        return [m for m in _our_modules() if not m.startswith(keep)]
     return list(UNINSTRUMENTED) if env is None else [m for m in env.split(",") if m]
+
+
+def _our_modules() -> list[str]:
+    """Every module of this package, found on disk (importing them would escape instrumentation)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for folder, _, files in os.walk(root):
+        package = "vsock_fuzz" + folder[len(root):].replace(os.sep, ".")
+        out += [package if f == "__init__.py" else f"{package}.{f[:-3]}" for f in files if f.endswith(".py")]
+    return out
 
 
 def one_input(target: str = "reference", *, queue: str | None = None, profile: str = "spec",
               strict: bool = False, fail_on: str = "error"):
     """An OSS-Fuzz style TestOneInput: decode, run the target and every oracle, raise on a finding."""
+    from ..model.compiled import say_if_missing
+    from ..targets.coverage import register_core
     from ..targets import open_target
     check = case_checker(open_target(target), profile=profile, strict=strict, queue=queue)
+    say_if_missing()
+    register_core()
 
     def TestOneInput(data: bytes) -> None:
         raise_on(check(data)[1], fail_on)

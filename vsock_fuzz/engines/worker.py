@@ -191,8 +191,13 @@ def worker(cfg: dict) -> None:
         os._exit(code)
 
     # --coverage target: the target's edges alone guide libFuzzer, our Python is not instrumented.
-    instrument = atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()) \
-        if coverage != "target" else contextlib.nullcontext()
+    # With the compiled core, its counters are the model's edges (register_core below).
+    from ..model.compiled import load as load_core
+    compiled = coverage != "target" and cfg["engine"] == "atheris" and cfg["profile"] == "spec" \
+        and load_core() is not None
+    include = instrumented(cfg["target"], compiled) if coverage != "target" else []
+    instrument = atheris.instrument_imports(include=include, exclude=uninstrumented(cfg["target"], compiled)) \
+        if include else contextlib.nullcontext()
     with instrument:
         from ..targets import TargetError, open_target
         try:
@@ -254,7 +259,11 @@ def worker(cfg: dict) -> None:
     if region is not None:
         from ..targets.coverage import register_with_libfuzzer
         register_with_libfuzzer(region)  # before Fuzz(): one more module of 8-bit counters
+    if compiled:
+        from ..targets.coverage import register_core
+        register_core()  # the model's decisions, as atheris instruments the Python model
     atheris.Fuzz()
+
 
 
 def _offer_coverage(target, mode):

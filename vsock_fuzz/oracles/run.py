@@ -145,9 +145,14 @@ def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
     The case is first fitted to the target's device (Device.fit: its fixed max_data_size,
     only memory its adapter maps); findings carry the case as sent. An `Unsupported` answer
     is judged by no oracle."""
+    case = getattr(target, "device", ASSUMED).fit(case)
+    return judge(target, case, target.parse(case), profile=profile, strict=strict, determinism=determinism)
+
+
+def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: bool = False,
+          determinism: int = 1) -> tuple[Answer, list[Finding]]:
+    """`evaluate` once the target has answered `case` (as sent: fitted to its device)."""
     device = getattr(target, "device", ASSUMED)
-    case = device.fit(case)
-    answer = target.parse(case)
     if answer.unsupported:
         return answer, []
     # The reference model keeps no state between cases (packet.parse is a pure function of the
@@ -172,9 +177,19 @@ def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
         findings = explained([f for f in findings if f.oracle != "interop.linux-rejected"])
     # State kept between packets shows as answers that differ, on any case: a sample of them is
     # asked again (a second ask costs as much as the first), and every case that already broke a rule.
-    if again and (findings or next(_ASKED) % determinism == 0):
+    if again and (findings or sampled(determinism)):
         findings += repeated(case, answer, target.parse(case), profile, model, device)
+    return answer, stamped(findings, target)
+
+
+def sampled(determinism: int) -> bool:
+    """Whether this case is one the determinism sample asks again (one in `determinism`)."""
+    return next(_ASKED) % determinism == 0
+
+
+def stamped(findings: list[Finding], target) -> list[Finding]:
+    """The findings with the spec that opens `target` again."""
     if findings:
         spec = target_spec(target)
         findings = [replace(f, target=spec) for f in findings]
-    return answer, findings
+    return findings

@@ -26,12 +26,14 @@ import fcntl
 import glob
 import mmap
 import os
+import sys
 
 CHANNEL = "shm-8bit-v1"
 SIZE = 1 << 16          # 64 KiB of 8-bit counters
 ENV_FD = "VSOCK_FUZZ_COV_FD"
 ENV_SIZE = "VSOCK_FUZZ_COV_SIZE"
 PC_BASE = 0x7E00_0000_0000  # the fake PCs libFuzzer's PC table gets for the region's counters
+CORE_PC_BASE = 0x7D00_0000_0000  # and for the compiled core's (vsock_fuzz.model.compiled)
 PROBES = 64                # counters screen() looks at, spread evenly over the region
 PROBES_GARBAGE = 16        # non-zero probes that make an input's counters garbage
 
@@ -144,14 +146,42 @@ def libfuzzer():
 
 
 def register_with_libfuzzer(region: Region, lib=None) -> None:
-    """Make `region` one more module of libFuzzer's inline 8-bit counters, with a PC table of
-    its own (one fake PC per counter, none a function entry), so the target's edges count as
-    coverage (`cov:`) and features (`ft:`) as in-process ones do. Call once, before atheris.Fuzz()."""
+    """Make `region` one more module of libFuzzer's inline 8-bit counters, so the target's
+    edges count as coverage (`cov:`) and features (`ft:`) as in-process ones do. Call once,
+    before atheris.Fuzz()."""
+    region._pcs = register_counters(region.address(), region.size, PC_BASE, lib)
+
+
+def register_counters(start: int, size: int, pc_base: int, lib=None):
+    """Register [start, start + size) with libFuzzer as a module of 8-bit counters, with a PC
+    table of its own (one fake PC per counter from `pc_base`, none a function entry); returns
+    the table, which must be kept alive."""
     lib = lib or libfuzzer()
-    start = region.address()
-    lib.__sanitizer_cov_8bit_counters_init(ctypes.c_void_p(start), ctypes.c_void_p(start + region.size))
-    pcs = (ctypes.c_size_t * (2 * region.size))()
-    pcs[0::2] = range(PC_BASE, PC_BASE + region.size)
-    region._pcs = pcs
+    lib.__sanitizer_cov_8bit_counters_init(ctypes.c_void_p(start), ctypes.c_void_p(start + size))
+    pcs = (ctypes.c_size_t * (2 * size))()
+    pcs[0::2] = range(pc_base, pc_base + size)
     begin = ctypes.addressof(pcs)
     lib.__sanitizer_cov_pcs_init(ctypes.c_void_p(begin), ctypes.c_void_p(begin + ctypes.sizeof(pcs)))
+    return pcs
+
+
+_core_pcs = None  # the PC table libFuzzer was given for the compiled core's counters, kept alive
+
+
+def register_core() -> None:
+    """Give atheris's libFuzzer the compiled core's coverage counters (the spec model's
+    decisions, as atheris instruments the Python model), once, before atheris.Fuzz(). Without
+    the core, nothing to do; a core built without counters would leave a campaign blind to the
+    model: said."""
+    global _core_pcs
+    from ..model.compiled import load
+    core = load()
+    if core is None or _core_pcs is not None:
+        return
+    where = core.counters()
+    if where is None:
+        print("vsock-fuzz: the compiled core was built without its coverage counters, so the model's "
+              "decisions do not guide this campaign: install it from core/ (its pyproject.toml adds them)",
+              file=sys.stderr)
+        return
+    _core_pcs = register_counters(*where, CORE_PC_BASE)

@@ -14,6 +14,7 @@ from collections import deque
 from selectors import EVENT_WRITE
 
 from ..case.binary import encode
+from ..case.value import Case
 from ..model.answer import Answer
 from .frames import MAX_FRAME, MODE as FRAMES, FrameError, decode_answer, encode_request
 from .process import Child
@@ -22,7 +23,6 @@ MAX_LINE = 16 << 20        # an answer line longer than this is garbage
 READ_SIZE = 1 << 16
 WINDOW = 64                # cases in flight at once in parse_many
 SPIN = 50e-6               # seconds of polling for an answer before sleeping on it
-_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
 
 
 class _Garbage(Exception):
@@ -211,10 +211,7 @@ class Channel(Pipes):
                 for case in cases[sent:len(answers) + WINDOW]:
                     self._next_id = req_id = (self._next_id + 1) & 0xFFFFFFFF
                     ids.append(req_id)
-                    if frames:
-                        chunk.append(encode_request(req_id, encode(case)))
-                    else:
-                        chunk.append(_dumps(case.to_request(req_id)).encode() + b"\n")
+                    chunk.append(encode_request(req_id, _raw(case)) if frames else case.line(req_id))
                     sent += 1
                 # On a broken pipe the answers to earlier cases may still be
                 # waiting unread: read them; the first case without one faulted.
@@ -233,6 +230,12 @@ class Channel(Pipes):
                 return "crash", str(e)
             deadline = time.monotonic() + self.timeout
         return None
+
+
+def _raw(case) -> bytes:
+    """A frames-v1 request's body, the raw binary form; the compiled core's cases (model.compiled)
+    encode themselves, as they write their own v1 line (both have `line`)."""
+    return encode(case) if isinstance(case, Case) else case.raw()
 
 
 def _decode_line(got: bytes, req_id: int, error_classes: dict | None) -> Answer:

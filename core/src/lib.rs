@@ -1,0 +1,197 @@
+//! vsock-fuzz's compiled per-case path (`vsock_fuzz/model/compiled.py` loads it; the package runs
+//! without it, on the Python reference, slower).
+//!
+//! A fuzz case's usual life: bytes -> case (`decode`), fitted to the device (`fit`), sent to
+//! the target (`raw` for frames-v1, `line` for protocol v1), and its answer compared with the
+//! spec model's readings (`agrees`). Only an answer that differs leaves the core: `case()`
+//! then builds the Python case the oracles judge. The Python modules named in each file are
+//! the reference; `tests/test_core.py` holds the core to them.
+
+mod coverage;
+mod model;
+
+use std::sync::OnceLock;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use vsock_fuzz_case as case;
+use case::{Case, Header};
+use model::{Answer, Offer};
+
+/// The Python classes `case()` builds: Case, Region, Write, Ring (`bind`).
+static CLASSES: OnceLock<[Py<PyAny>; 4]> = OnceLock::new();
+
+#[pyclass(frozen, module = "vsock_fuzz_core")]
+struct CoreCase {
+    case: Case,
+}
+
+#[pymethods]
+impl CoreCase {
+    /// "tx" or "rx".
+    #[getter]
+    fn queue(&self) -> &'static str {
+        if self.case.rx {
+            "rx"
+        } else {
+            "tx"
+        }
+    }
+
+    /// `Device.fit`: the case as the harness sends it to a device with these limits.
+    #[pyo3(signature = (max_data_size=None, max_region_size=None, max_regions=None))]
+    fn fit(&self, max_data_size: Option<u128>, max_region_size: Option<u128>, max_regions: Option<usize>) -> CoreCase {
+        CoreCase { case: case::fit(&self.case, max_data_size, max_region_size, max_regions) }
+    }
+
+    /// `binary.encode`: the raw binary form (a frames-v1 request's body).
+    fn raw<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &case::encode(&self.case))
+    }
+
+    /// The protocol v1 parse request with id `id`, as one line.
+    fn line<'py>(&self, py: Python<'py>, id: u64) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &request_line(&self.case, id))
+    }
+
+    /// The Python `Case` (vsock_fuzz.case.value) this is.
+    fn case<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let [case_cls, region_cls, write_cls, ring_cls] =
+            CLASSES.get().ok_or_else(|| PyValueError::new_err("vsock_fuzz_core.bind() was not called"))?;
+        let c = &self.case;
+        let regions = PyTuple::new(py, c.regions.iter().map(|r| region_cls.call1(py, (r.gpa, r.size))).collect::<PyResult<Vec<_>>>()?)?;
+        let writes = PyTuple::new(
+            py,
+            c.writes.iter().map(|w| write_cls.call1(py, (w.gpa, PyBytes::new(py, &w.data)))).collect::<PyResult<Vec<_>>>()?,
+        )?;
+        let r = &c.ring;
+        let ring = ring_cls.call1(py, (r.size, r.desc_table, r.avail, r.used, r.head))?;
+        case_cls.bind(py).call1((self.queue(), c.max_data_size, regions, writes, ring))
+    }
+
+    /// Whether `answer` (a vsock_fuzz Answer) is one the spec model's readings give for a
+    /// device with this offer (`oracles.run.agrees` over `packet.readings`).
+    fn agrees(&self, answer: &Bound<'_, PyAny>, described: bool, indirect: bool, seqpacket: bool, max_queue_size: u128) -> bool {
+        let Some(theirs) = extract_answer(answer) else { return false };
+        let offer = Offer { described, indirect, seqpacket, max_queue_size };
+        coverage::counting(|| model::readings(&self.case, &offer).iter().any(|mine| agrees(&theirs, mine)))
+    }
+
+    /// The spec model's readings, as (ok, error, class, header, header_slices, data_slices)
+    /// tuples, the model's own first (the reference target's answer; tests).
+    fn readings(&self, described: bool, indirect: bool, seqpacket: bool, max_queue_size: u128) -> Vec<PyAnswer> {
+        let offer = Offer { described, indirect, seqpacket, max_queue_size };
+        coverage::counting(|| model::readings(&self.case, &offer)).into_iter().map(to_tuple).collect()
+    }
+}
+
+type PyAnswer = (bool, Option<&'static str>, Option<&'static str>, Option<Header>, Vec<(u128, u128)>, Vec<(u128, u128)>);
+
+fn to_tuple(a: Answer) -> PyAnswer {
+    match a {
+        Answer::Accepted { header, header_slices, data_slices } => (true, None, None, header, header_slices, data_slices),
+        Answer::Rejected { error, class } => (false, Some(error), Some(class), None, vec![], vec![]),
+    }
+}
+
+/// A target's answer as the comparison reads it; None when it cannot agree with any reading
+/// (a crash, a hang, Unsupported, or values no model answer holds).
+struct Theirs {
+    ok: bool,
+    header: Option<Header>,
+    header_slices: Vec<(u128, u128)>,
+    data_slices: Vec<(u128, u128)>,
+}
+
+fn extract_answer(a: &Bound<'_, PyAny>) -> Option<Theirs> {
+    let ok: bool = a.getattr("ok").ok()?.extract().ok()?;
+    if !ok {
+        let class: Option<String> = a.getattr("error_class").ok()?.extract().ok()?;
+        let error: Option<String> = a.getattr("error").ok()?.extract().ok()?;
+        let fault = matches!(class.as_deref(), Some("crash" | "hang"));
+        return (!fault && error.as_deref() != Some("Unsupported")).then_some(Theirs {
+            ok,
+            header: None,
+            header_slices: vec![],
+            data_slices: vec![],
+        });
+    }
+    let header = a.getattr("header").ok()?;
+    let header = if header.is_none() { None } else { Some(header.extract::<Header>().ok()?) };
+    Some(Theirs {
+        ok,
+        header,
+        header_slices: a.getattr("header_slices").ok()?.extract().ok()?,
+        data_slices: a.getattr("data_slices").ok()?.extract().ok()?,
+    })
+}
+
+/// `oracles.run.agrees`: the same verdict and, when accepted, the same slices and tx header.
+fn agrees(theirs: &Theirs, mine: &Answer) -> bool {
+    match mine {
+        Answer::Rejected { .. } => !theirs.ok,
+        Answer::Accepted { header, header_slices, data_slices } => {
+            theirs.ok
+                && theirs.header_slices == *header_slices
+                && theirs.data_slices == *data_slices
+                && (header.is_none() || theirs.header == *header)
+        }
+    }
+}
+
+/// `Case.to_request` as compact JSON (keys in the same order), and a newline.
+fn request_line(c: &Case, id: u64) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(256 + 2 * c.writes.iter().map(|w| w.data.len()).sum::<usize>());
+    let r = &c.ring;
+    let _ = write!(s, "{{\"id\":{id},\"op\":\"parse\",\"queue\":\"{}\",\"max_data_size\":{},\"memory\":[", if c.rx { "rx" } else { "tx" }, c.max_data_size);
+    for (i, reg) in c.regions.iter().enumerate() {
+        let _ = write!(s, "{}{{\"gpa\":{},\"size\":{}}}", if i > 0 { "," } else { "" }, reg.gpa, reg.size);
+    }
+    s.push_str("],\"writes\":[");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, w) in c.writes.iter().enumerate() {
+        let _ = write!(s, "{}{{\"gpa\":{},\"hex\":\"", if i > 0 { "," } else { "" }, w.gpa);
+        for &b in &w.data {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s.push_str("\"}");
+    }
+    let _ = writeln!(
+        s,
+        "],\"ring\":{{\"size\":{},\"desc_table\":{},\"avail\":{},\"used\":{},\"head\":{}}}}}",
+        r.size, r.desc_table, r.avail, r.used, r.head
+    );
+    s.into_bytes()
+}
+
+/// `binary.decode`: every byte string is a case.
+#[pyfunction]
+fn decode(data: &[u8]) -> CoreCase {
+    CoreCase { case: case::decode(data) }
+}
+
+/// The core's SanitizerCoverage counters as (address, length), None in a build without them.
+#[pyfunction]
+fn counters() -> Option<(usize, usize)> {
+    coverage::counters()
+}
+
+/// Give the core the Python classes `CoreCase.case()` builds (once, at import).
+#[pyfunction]
+fn bind(py: Python<'_>, case: Py<PyAny>, region: Py<PyAny>, write: Py<PyAny>, ring: Py<PyAny>) {
+    let _ = py;
+    let _ = CLASSES.set([case, region, write, ring]);
+}
+
+#[pymodule]
+fn vsock_fuzz_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CoreCase>()?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(bind, m)?)?;
+    m.add_function(wrap_pyfunction!(counters, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+"""The compiled core (core/, vsock_fuzz/model/compiled.py) against the Python reference it stands in for.
+
+The core decodes, fits and encodes cases and compares answers with the spec model's
+readings on the per-case path; the Python modules stay the reference. These tests hold
+the two to the same results on the whole corpus, the check matrix, Hypothesis's cases and
+mutated inputs, for every device shape the readings depend on; and the per-case path
+through the core to the same findings as the Python path on the zoo's devices.
+
+`make test` builds the core first (make core): a missing core fails here, it does not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vsock_fuzz.model import compiled as core_module
+from vsock_fuzz.case.binary import decode, encode
+from vsock_fuzz.case.layout import assemble
+from vsock_fuzz.engines import percase
+from vsock_fuzz.engines.check_rows import SPECS
+from vsock_fuzz.engines.strategies import cases
+from vsock_fuzz.model.answer import Answer
+from vsock_fuzz.model.device import INDIRECT_DESC, SEQPACKET, Device
+from vsock_fuzz.model.packet import readings
+from vsock_fuzz.oracles.run import agrees
+from vsock_fuzz.targets import PythonTarget
+from vsock_fuzz.zoo import CORRECT, ZOO
+
+ROOT = Path(__file__).resolve().parent.parent
+core = core_module.load()
+if core is None and os.environ.get("VSOCK_FUZZ_CORE") != "0":
+    pytest.fail("the compiled core (vsock_fuzz_core) is not installed: `make core` builds it", pytrace=False)
+pytestmark = pytest.mark.skipif(core is None, reason="VSOCK_FUZZ_CORE=0: the core is turned off")
+
+# Every shape the readings depend on: no description, no features, each feature alone, a small queue.
+DEVICES = (Device(), Device(features=frozenset(), source="test"),
+           Device(features=frozenset({INDIRECT_DESC}), source="test"),
+           Device(features=frozenset({SEQPACKET}), max_queue_size=256, source="test"),
+           Device(features=frozenset({INDIRECT_DESC, SEQPACKET}), max_queue_size=8, source="test"))
+
+
+def corpus_inputs() -> list[bytes]:
+    return [p.read_bytes() for p in sorted((ROOT / "corpus").rglob("*"))
+            if p.is_file() and p.suffix not in (".json", ".dict", ".md")]
+
+
+def mutated(inputs: list[bytes], n: int, seed: int = 1) -> list[bytes]:
+    """Inputs a fuzzer would try: corpus entries with a few bytes changed, cut or grown."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        data = bytearray(rnd.choice(inputs))
+        for _ in range(rnd.randrange(1, 5)):
+            if data:
+                data[rnd.randrange(len(data))] = rnd.randrange(256)
+        if rnd.random() < 0.3:
+            data = data[:rnd.randrange(len(data) + 1)] + rnd.randbytes(rnd.randrange(8))
+        out.append(bytes(data))
+    return out
+
+
+def offer(device: Device) -> tuple:
+    return device.features is not None, device.indirect, device.seqpacket, device.max_queue_size
+
+
+def python_readings(case, device) -> list[tuple]:
+    return [(r.answer.ok, r.answer.error, r.answer.error_class, r.answer.header and tuple(r.answer.header),
+             r.answer.header_slices, r.answer.data_slices) for r in readings(case, "spec", device)]
+
+
+def core_readings(cc, device) -> list[tuple]:
+    return [(ok, error, kind, header and tuple(header), tuple(map(tuple, hs)), tuple(map(tuple, ds)))
+            for ok, error, kind, header, hs, ds in cc.readings(*offer(device))]
+
+
+def assert_same(data: bytes) -> None:
+    """The core and the Python reference agree on everything the per-case path asks of `data`."""
+    case, cc = decode(data), core.decode(data)
+    assert cc.case() == case, data.hex()
+    assert cc.raw() == encode(case)
+    assert json.loads(cc.line(7)) == case.to_request(7)
+    for device in DEVICES:
+        assert core_readings(cc, device) == python_readings(case, device), (data.hex(), device)
+    fitted = Device(max_data_size=4096, max_region_size=1 << 16, max_regions=1, source="test")
+    assert cc.fit(fitted.max_data_size, fitted.max_region_size, fitted.max_regions).case() == fitted.fit(case)
+
+
+def test_corpus_and_mutations():
+    inputs = corpus_inputs()
+    assert len(inputs) > 50
+    for data in inputs + mutated(inputs, 3000):
+        assert_same(data)
+
+
+def test_check_matrix():
+    for spec in SPECS:
+        assert_same(encode(assemble(spec.layout)))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(cases())
+def test_strategy_cases(case):
+    raw = encode(case)
+    assert core.decode(raw).case() == case
+    assert_same(raw)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.binary(max_size=160))
+def test_any_bytes(data):
+    assert_same(data)
+
+
+def test_agrees_as_python():
+    """cc.agrees over the readings is oracles.run.agrees over packet.readings, for the answers
+    the zoo's buggy devices give (accepted with other slices or headers, refused, crashed)."""
+    inputs = corpus_inputs()
+    inputs += mutated(inputs, 600, seed=2)
+    checked = differ = 0
+    for _, module, _ in ZOO:
+        parse = __import__(module, fromlist=["parse"]).parse
+        for data in inputs:
+            case, cc = decode(data), core.decode(data)
+            try:
+                answer = parse(case)
+            except Exception as e:  # a crash is an answer that agrees with nothing
+                answer = Answer.fault("crash", str(e))
+            answer = answer if isinstance(answer, Answer) else Answer.from_json(answer)
+            for device in DEVICES:
+                rs = readings(case, "spec", device)
+                want = any(agrees(answer, r.answer) for r in rs)
+                assert cc.agrees(answer, *offer(device)) == want, (module, data.hex(), device, answer)
+                checked += 1
+                differ += not want
+    assert differ > 100 and checked - differ > 100  # both outcomes were exercised
+
+
+def test_agrees_refuses_what_no_model_answer_holds():
+    cc = core.decode(encode(assemble(SPECS[0].layout)))
+    assert not cc.agrees(Answer.fault("crash", "boom"), *offer(Device()))
+    assert not cc.agrees(Answer.reject("Unsupported", "unsupported"), *offer(Device()))
+    ok, _, _, header, hs, ds = cc.readings(*offer(Device()))[0]
+    assert ok
+    right = Answer(True, None if header is None else tuple(header), tuple(map(tuple, hs)), tuple(map(tuple, ds)))
+    assert cc.agrees(right, *offer(Device()))
+    assert not cc.agrees(Answer(True, right.header, right.header_slices, ((1 << 70, 1),)), *offer(Device()))
+    assert not cc.agrees(Answer(True, right.header, right.header_slices[:-1], right.data_slices), *offer(Device()))
+
+
+def findings_of(checker, inputs) -> list[list[tuple]]:
+    out = []
+    for data in inputs:
+        _, findings, answer = checker(data)
+        out.append(sorted((f.oracle, f.key(), f.severity) for f in findings))
+    return out
+
+
+@pytest.mark.parametrize("name,module", [(n, m) for n, m, _ in ZOO if n != "credit_leak"] + CORRECT)
+def test_same_findings_as_the_python_path(name, module, monkeypatch):
+    """The per-case path through the core finds what the Python path finds, case by case, on
+    every zoo device (credit_leak's findings depend on its state across cases: test_oracles)."""
+    monkeypatch.setattr(percase, "DETERMINISM_EVERY", 0)  # no sampled second asks: the two runs align
+    inputs = corpus_inputs()
+    inputs += mutated(inputs, 300, seed=3)
+    target = PythonTarget(__import__(module, fromlist=["parse"]).parse, name)
+    fast = findings_of(percase.case_checker(target), inputs)
+    monkeypatch.setattr(core_module, "_loaded", False)
+    slow = findings_of(percase.case_checker(target), inputs)
+    assert fast == slow
+    if (name, module) not in CORRECT:
+        assert any(fast), f"{name}: no finding on {len(inputs)} inputs"
+
+
+def test_counters_for_libfuzzer():
+    """The core is built with its coverage counters (core/pyproject.toml): without them a
+    campaign against a device with no coverage of its own would run blind."""
+    where = core.counters()
+    assert where is not None and where[1] > 100
+
+
+def test_without_the_core_says_so_once(tmp_path):
+    """A vsock-fuzz installed without the core runs the Python path and says so once."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nsys.modules['vsock_fuzz_core'] = None  # import fails: not installed\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env.pop("VSOCK_FUZZ_CORE", None)
+    out = subprocess.run([sys.executable, "-m", "vsock_fuzz", "fuzz", "--target", "py:vsock_fuzz.zoo.max_len:parse",
+                          "--max-time", "3", "--out", str(tmp_path / "out"), "--stop-on", "fidelity.max-data-size"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.stderr.count("the compiled core (vsock-fuzz-core) is not installed") == 1, out.stderr
+    assert "fidelity.max-data-size" in out.stdout, out.stdout[-2000:]
