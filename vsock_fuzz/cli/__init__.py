@@ -12,7 +12,7 @@ import os
 import sys
 
 # Each module defines HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "merge", "show", "convert", "seeds")
+COMMANDS = ("serve", "check", "fuzz", "replay", "minimize", "merge", "show", "convert", "seeds", "init")
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 # The subcommands whose output holds `vsock-fuzz ...` command lines (reproduce, next steps).
