@@ -94,7 +94,7 @@ fuzz: $(STAMP) $(if $(HAVE_CARGO),core)
 # planted target-only bug's time to first finding per mode (tens of minutes) and rust-vmm's.
 # bench_root_causes (bench-full only, about 18 minutes): the root causes of a 60 s campaign against
 # every zoo device and both rust-vmm adapters, in all and at error or above.
-BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters)
+BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters) $(if $(HAVE_CARGO),core)
 bench: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py --quick
 	$(BIN)/python benchmarks/corpus_bench.py

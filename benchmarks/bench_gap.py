@@ -5,27 +5,32 @@
 --quick (`make bench`): --seconds 8 --phase-seconds 1 unless given; the defaults
 (`make bench-full`) run each campaign 60 s.
 
-For each target (the C example target, the rust-vmm adapter when it is built, and the
-crash-prone zoo device ring_crash with its crash-free twin `--no-crash`):
+For each target (the C example target, both rust-vmm adapters when they are built, and two
+crash-prone devices with their crash-free twins: the C example built to abort on every
+unmapped available ring, as libkrun panicked, and the zoo's ring_crash, a Python program):
 
   (b) campaign   `vsock-fuzz fuzz --target SPEC --max-time S` as a new user runs it (1 worker,
-                 atheris, every oracle, from an empty corpus), exec/s
-  (a) device     the same target through our client with no oracle, on the cases that campaign
-                 kept (its grown corpus) and the seed corpus, one case per call as a campaign
-                 asks (and pipelined, 256 a call, for reference), cases/s
-  (c) b/a        the campaign's share of the device's pace
+                 atheris, every oracle, from an empty corpus), exec/s, twice: on the Python
+                 path (VSOCK_FUZZ_CORE=0: before the compiled core) and through the core
+  (a) device     the same target through our client with no oracle, on the cases the core's
+                 campaign kept (its grown corpus) and the seed corpus, one case per call as a
+                 campaign asks (and pipelined, 256 a call, for reference), cases/s
+  (c) b/a        each campaign's share of the device's pace
 
-then a per-case breakdown in microseconds, measured without instrumentation with
-time.perf_counter over the same cases: decode, fit (to the device), ask (encode, pipes,
-the device, decode the answer; restarts after a crash included), the determinism
-oracle's second ask (as a campaign asks it: one case in DETERMINISM_EVERY and every case
-with a finding), the model, each oracle family (what the oracles share, such as the
-chain walk, counts to the first family that reads it), the rest of check (contexts, the
-device's alternative readings), their sum, the campaign's time per case (1 / exec/s) and
-the difference: instrumentation and libFuzzer; then the share of answers that differ
-from the model's, the only ones the oracles judge. For ring_crash: its campaign rate over the
-crash-free twin's, and when its second bug (safety.direction, an rx rule) was first found.
-Figures are printed, never asserted: compare runs on the same machine.
+then a per-case breakdown in microseconds of each path, measured without instrumentation
+with time.perf_counter over the same cases. The Python path: decode, fit (to the device),
+ask (encode, pipes, the device, decode the answer; restarts after a crash included), the
+determinism oracle's second ask (as a campaign asks it: one case in DETERMINISM_EVERY and
+every case with a finding), the model, each oracle family (what the oracles share, such as
+the chain walk, counts to the first family that reads it), the rest of check. The core's
+path (engines.percase._core_checker): decode and fit in the core, ask, the core's
+comparison with the model's readings, judge (an answer that differs: the Python case, model
+and oracles), the sampled second ask. Each with its sum, the campaign's time per case
+(1 / exec/s) and the difference: instrumentation and libFuzzer; then the share of answers
+that differ from the model's, the only ones the oracles judge. For the crash-prone devices:
+their campaign rate over their crash-free twin's on each path, and when the zoo's second bug
+(safety.direction, an rx rule) was first found. Figures are printed, never asserted:
+compare runs on the same machine.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,36 +52,56 @@ from vsock_fuzz.case.binary import decode  # noqa: E402
 from vsock_fuzz.engines.campaign import Campaign, Options  # noqa: E402
 from vsock_fuzz.engines.percase import DETERMINISM_EVERY  # noqa: E402
 from vsock_fuzz.model.packet import parse  # noqa: E402
+from vsock_fuzz.model.compiled import load as load_core  # noqa: E402
 from vsock_fuzz.oracles import run as oracle_run  # noqa: E402
+from vsock_fuzz.oracles.run import judge  # noqa: E402
 from vsock_fuzz.oracles.finding import FAMILIES  # noqa: E402
-from vsock_fuzz.targets import open_target  # noqa: E402
+from vsock_fuzz.targets import CommandTarget, open_target  # noqa: E402
 
 C_TARGET = ROOT / "examples" / "c-target" / "vsock_target"
 RUST_VMM = ROOT / "adapters" / "rust" / "target" / "release" / "vsock-target-rust-vmm"
+RUST_VMM_02 = ROOT / "adapters" / "rust" / "target" / "release" / "vsock-target-rust-vmm-0-2"
 SEEDS = ROOT / "corpus" / "target"
 RING_CRASH = f"cmd:{sys.executable} -m vsock_fuzz.zoo.ring_crash"
 SECOND_BUG = "safety.direction"
 BATCH = 256
 
 
-def targets(only: list) -> list[tuple[str, str]]:
+def targets(only: list, tmp: Path) -> list[tuple[str, str]]:
     out = []
     if C_TARGET.exists():
         out.append(("c-target", f"cmd:{C_TARGET}"))
+        crashing = tmp / "vsock_target_avail_crash"
+        built = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-DCRASH_ON_UNMAPPED_AVAIL", "-o", str(crashing),
+                                str(C_TARGET) + ".c"], capture_output=True, text=True)
+        if built.returncode == 0:
+            out.append(("c-avail-crash", f"cmd:{crashing}"))
+        else:
+            print(f"(the C example's crash-prone twin did not build: {built.stderr.strip()[:200]})")
     else:
         print(f"(no {C_TARGET.relative_to(ROOT)}: `make {C_TARGET.relative_to(ROOT)}` builds it)")
-    if RUST_VMM.exists():
-        out.append(("rust-vmm", f"cmd:{RUST_VMM}"))
-    else:
-        print(f"(no {RUST_VMM.relative_to(ROOT)}: `make adapters` builds it)")
+    for label, path in (("rust-vmm", RUST_VMM), ("rust-vmm-0.2", RUST_VMM_02)):
+        if path.exists():
+            out.append((label, f"cmd:{path}"))
+        else:
+            print(f"(no {path.relative_to(ROOT)}: `make adapters` builds it)")
     out += [("ring_crash", RING_CRASH), ("ring_crash-nocrash", f"{RING_CRASH} --no-crash")]
     return [t for t in out if not only or t[0] in only]
 
 
-def campaign(spec: str, seconds: float, out: Path) -> Campaign:
+def campaign(spec: str, seconds: float, out: Path, compiled: bool) -> Campaign:
+    """A campaign's workers take the core unless VSOCK_FUZZ_CORE=0 (model.compiled)."""
     shutil.rmtree(out, ignore_errors=True)
-    c = Campaign(Options(spec, max_time=seconds, out=str(out), seed=1, minimize_time=0), out=io.StringIO())
-    c.run()
+    saved = os.environ.get("VSOCK_FUZZ_CORE")
+    os.environ["VSOCK_FUZZ_CORE"] = "1" if compiled else "0"
+    try:
+        c = Campaign(Options(spec, max_time=seconds, out=str(out), seed=1, minimize_time=0), out=io.StringIO())
+        c.run()
+    finally:
+        if saved is None:
+            os.environ.pop("VSOCK_FUZZ_CORE")
+        else:
+            os.environ["VSOCK_FUZZ_CORE"] = saved
     return c
 
 
@@ -178,24 +204,89 @@ def phases(target, inputs: list, seconds: float, profile: str = "spec") -> tuple
     return {k: v / n for k, v in totals.items()}, n, differing / n
 
 
+CORE_PHASES = ("decode+fit (core)", "ask", "compare (core)", "judge: answer differs", "determinism: 2nd ask")
+
+
+def core_phases(target, inputs: list, seconds: float) -> tuple[dict, int, float]:
+    """Mean seconds per case of each phase of the per-case path through the compiled core
+    (engines.percase._core_checker), uninstrumented; the cases timed and the share of answers
+    that differ (those judge takes: the Python case, model and oracles, their second ask too)."""
+    core = load_core()
+    pc = time.perf_counter
+    totals = dict.fromkeys(CORE_PHASES, 0.0)
+    device = target.device
+    offer = (device.features is not None, device.indirect, device.seqpacket, device.max_queue_size)
+    native = isinstance(target, CommandTarget)
+    n, differing, start = 0, 0, pc()
+    while pc() - start < seconds or not n:
+        for data in inputs:
+            t0 = pc()
+            cc = core.decode(data)
+            if not device.fits_any_case:
+                cc = cc.fit(device.max_data_size, device.max_region_size, device.max_regions)
+            case = None if native else cc.case()
+            t1 = pc()
+            answer = target.parse(cc if native else case)
+            t2 = pc()
+            n += 1
+            totals["decode+fit (core)"] += t1 - t0
+            totals["ask"] += t2 - t1
+            if answer.unsupported:
+                continue
+            agree = not answer.faulted and cc.agrees(answer, *offer)
+            t3 = pc()
+            totals["compare (core)"] += t3 - t2
+            if not agree:
+                differing += 1
+                judge(target, case or cc.case(), answer, determinism=DETERMINISM_EVERY)
+                totals["judge: answer differs"] += pc() - t3
+            elif n % DETERMINISM_EVERY == 0:
+                target.parse(cc if native else case)
+                totals["determinism: 2nd ask"] += pc() - t3
+    return {k: v / n for k, v in totals.items()}, n, differing / n
+
+
+def print_breakdown(title: str, phases_: tuple, breakdown: dict) -> None:
+    labels = list(breakdown)
+    print(f"{title:<26}" + "".join(f" {lab[:14]:>14}" for lab in labels))
+    for phase in phases_:
+        print(f"{phase:<26}" + "".join(f" {1e6 * breakdown[lab][0][phase]:>14.1f}" for lab in labels))
+    total = {lab: sum(breakdown[lab][0].values()) for lab in labels}
+    print(f"{'= uninstrumented sum':<26}" + "".join(f" {1e6 * total[lab]:>14.1f}" for lab in labels))
+    print(f"{'campaign, per case':<26}" + "".join(f" {1e6 * breakdown[lab][1]:>14.1f}" for lab in labels))
+    print(f"{'instrumentation+libFuzzer':<26}" + "".join(f" {1e6 * (breakdown[lab][1] - total[lab]):>14.1f}"
+                                                         for lab in labels))
+    print(f"{'answers differing':<26}" + "".join(f" {100 * breakdown[lab][2]:>13.0f}%" for lab in labels)
+          + "  (only they pay for the oracles)")
+
+
+def firsts_of(c: Campaign) -> dict:
+    return {d.oracle: d.first for d in c.findings.values()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=None, help="seconds per campaign (default 60)")
     ap.add_argument("--phase-seconds", type=float, default=None, help="seconds per rate and breakdown (default 3)")
-    ap.add_argument("--only", nargs="*", default=[], help="only these targets (c-target, rust-vmm, ring_crash, "
-                                                          "ring_crash-nocrash)")
+    ap.add_argument("--only", nargs="*", default=[], help="only these targets (c-target, c-avail-crash, rust-vmm, "
+                                                          "rust-vmm-0.2, ring_crash, ring_crash-nocrash)")
     ap.add_argument("--quick", action="store_true", help="--seconds 8 --phase-seconds 1 unless given")
     args = ap.parse_args(argv)
     args.seconds = args.seconds or (8.0 if args.quick else 60.0)
     args.phase_seconds = args.phase_seconds or (1.0 if args.quick else 3.0)
+    if load_core() is None:
+        print("the compiled core is not installed (`make core` builds it): nothing to compare the Python path with")
+        return 0
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s); campaigns of {args.seconds:g}s, "
-          f"1 worker, atheris, every oracle, from an empty corpus")
-    rows, breakdown = [], {}
+          f"1 worker, atheris, every oracle, from an empty corpus; RUST_BACKTRACE={os.environ.get('RUST_BACKTRACE', '')!r}"
+          " here (campaigns run targets with 0)")
+    rows, py_breakdown, core_breakdown = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-gap-") as tmp:
-        for label, spec in targets(args.only):
-            c = campaign(spec, args.seconds, Path(tmp) / label)
-            b = c.pool.total_execs() / max(c.elapsed, 1e-9)
-            firsts = {d.oracle: d.first for d in c.findings.values()}
+        for label, spec in targets(args.only, Path(tmp)):
+            before = campaign(spec, args.seconds, Path(tmp) / f"{label}-py", compiled=False)
+            after = campaign(spec, args.seconds, Path(tmp) / label, compiled=True)
+            b_py = before.pool.total_execs() / max(before.elapsed, 1e-9)
+            b_core = after.pool.total_execs() / max(after.elapsed, 1e-9)
             inputs = inputs_of([Path(tmp) / label / ".corpus" / "atheris", SEEDS])
             target = open_target(spec)
             try:
@@ -203,39 +294,46 @@ def main(argv=None) -> int:
                 target.parse(cases[0])  # started and warm
                 a1 = device_rate(target, cases, args.phase_seconds, 1)
                 a256 = device_rate(target, cases, args.phase_seconds, BATCH)
-                per, n, differ = phases(target, inputs, args.phase_seconds)
+                per, _, differ = phases(target, inputs, args.phase_seconds)
+                cper, _, cdiffer = core_phases(target, inputs, args.phase_seconds)
                 restarts = target.restarts
             finally:
                 target.close()
-            rows.append((label, b, a1, a256, len(inputs), firsts, restarts))
-            breakdown[label] = (per, 1 / b if b else float("nan"), differ)
-            print(f"  {label}: {c.pool.total_execs():,} cases in {c.elapsed:.1f}s, corpus {c.pool.corp()}, "
-                  f"{len(inputs)} cases replayed ({restarts} restarts)", flush=True)
+            rows.append((label, b_py, b_core, a1, a256, firsts_of(before), firsts_of(after)))
+            py_breakdown[label] = (per, 1 / b_py if b_py else float("nan"), differ)
+            core_breakdown[label] = (cper, 1 / b_core if b_core else float("nan"), cdiffer)
+            print(f"  {label}: Python path {before.pool.total_execs():,} cases in {before.elapsed:.1f}s "
+                  f"(corpus {before.pool.corp()}), core {after.pool.total_execs():,} in {after.elapsed:.1f}s "
+                  f"(corpus {after.pool.corp()}); {len(inputs)} cases replayed ({restarts} restarts)", flush=True)
     print()
-    print(f"{'target':<20} {'(b) campaign':>13} {'(a) device':>11} {'(c) b/a':>8} {'pipelined':>10}  first findings (s)")
-    for label, b, a1, a256, _n, firsts, _r in rows:
-        found = ", ".join(f"{o} {t:.1f}" for o, t in sorted(firsts.items(), key=lambda kv: kv[1])[:4]) or "none"
-        print(f"{label:<20} {b:>9,.0f} /s {a1:>8,.0f} /s {b / a1:>8.2f} {a256:>8,.0f}/s  {found}")
-    print("(a) one case per call, as a campaign asks; pipelined: parse_many, 256 a call")
+    print(f"{'target':<19} {'(b) Python':>11} {'(b) core':>10} {'(a) device':>11} {'b/a Python':>11} {'b/a core':>9}"
+          f" {'pipelined':>10}")
+    for label, b_py, b_core, a1, a256, _f, _g in rows:
+        print(f"{label:<19} {b_py:>9,.0f}/s {b_core:>8,.0f}/s {a1:>9,.0f}/s {b_py / a1:>11.2f} {b_core / a1:>9.2f}"
+              f" {a256:>8,.0f}/s")
+    print("(b) campaign exec/s, on the Python path (VSOCK_FUZZ_CORE=0) and through the compiled core; "
+          "(a) one case per call, as a campaign asks; pipelined: parse_many, 256 a call")
+    print("\nfirst findings (s), Python path | core:")
+    for label, *_, f_py, f_core in rows:
+        show = lambda f: ", ".join(f"{o} {t:.1f}" for o, t in sorted(f.items(), key=lambda kv: kv[1])[:4]) or "none"
+        print(f"  {label:<19} {show(f_py)} | {show(f_core)}")
     print()
-    labels = list(breakdown)
-    print(f"{'us per case':<24}" + "".join(f" {lab[:18]:>18}" for lab in labels))
-    for phase in PHASES:
-        print(f"{phase:<24}" + "".join(f" {1e6 * breakdown[lab][0][phase]:>18.1f}" for lab in labels))
-    total = {lab: sum(breakdown[lab][0].values()) for lab in labels}
-    print(f"{'= uninstrumented sum':<24}" + "".join(f" {1e6 * total[lab]:>18.1f}" for lab in labels))
-    print(f"{'campaign, per case':<24}" + "".join(f" {1e6 * breakdown[lab][1]:>18.1f}" for lab in labels))
-    print(f"{'instrumentation+libFuzzer':<24}" + "".join(f" {1e6 * (breakdown[lab][1] - total[lab]):>18.1f}"
-                                                       for lab in labels))
-    print(f"{'answers differing':<24}" + "".join(f" {100 * breakdown[lab][2]:>17.0f}%" for lab in labels)
-          + "  (the model's answers skip the oracles)")
-    rate = {label: b for label, b, *_ in rows}
-    first = {label: f for label, _b, _a, _p, _n, f, _r in rows}
-    if "ring_crash" in rate and "ring_crash-nocrash" in rate:
-        t = first["ring_crash"].get(SECOND_BUG)
-        print(f"\nring_crash: campaign {rate['ring_crash']:,.0f} exec/s = {rate['ring_crash'] / rate['ring_crash-nocrash']:.2f}"
-              f" of its crash-free twin's {rate['ring_crash-nocrash']:,.0f}; second bug ({SECOND_BUG}) "
-              + (f"first found after {t:.1f}s" if t is not None else f"not found in {args.seconds:g}s"))
+    print_breakdown("us per case, Python path", PHASES, py_breakdown)
+    print()
+    print_breakdown("us per case, core", CORE_PHASES, core_breakdown)
+    rate = {label: (b_py, b_core) for label, b_py, b_core, *_ in rows}
+    first = {label: (f_py, f_core) for label, *_, f_py, f_core in rows}
+    print()
+    for crashing, twin in (("c-avail-crash", "c-target"), ("ring_crash", "ring_crash-nocrash")):
+        if crashing in rate and twin in rate:
+            (p, c), (tp, tc) = rate[crashing], rate[twin]
+            print(f"{crashing}: {p:,.0f} exec/s on the Python path = {p / tp:.2f} of {twin}'s, "
+                  f"{c:,.0f} through the core = {c / tc:.2f} of {twin}'s")
+    if "ring_crash" in first:
+        for path, f in zip(("Python path", "core"), first["ring_crash"]):
+            t = f.get(SECOND_BUG)
+            print(f"ring_crash, {path}: second bug ({SECOND_BUG}) "
+                  + (f"first found after {t:.1f}s" if t is not None else f"not found in {args.seconds:g}s"))
     return 0
 
 
