@@ -198,3 +198,30 @@ def test_without_the_core_says_so_once(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.stderr.count("the compiled core (vsock-fuzz-core) is not installed") == 1, out.stderr
     assert "fidelity.max-data-size" in out.stdout, out.stdout[-2000:]
+
+
+def test_answer_frames_as_python(monkeypatch):
+    """The core decodes an accepting frames-v1 answer as targets.frames does, and leaves every
+    other frame (a rejection, a malformed one) to it, which names what is wrong."""
+    from vsock_fuzz.targets import frames
+    answers = [Answer.reject("ChainTooLong", "chain", "a loop"), Answer(True, None, (), ())]
+    for data in corpus_inputs()[:200]:
+        answers += [r.answer for r in readings(decode(data), "spec", DEVICES[1])]
+    encoded = [frames.encode_answer(i, a)[4:] for i, a in enumerate(answers)]
+    rnd = random.Random(4)
+    garbled = [f[:rnd.randrange(len(f))] for f in encoded] + [f + b"\0" for f in encoded]
+
+    def decode_all(frames_):
+        out = []
+        for f in frames_:
+            try:
+                out.append(frames.decode_answer(f))
+            except frames.FrameError as e:
+                out.append(str(e))
+        return out
+    assert frames._compiled is core
+    fast = decode_all(encoded + garbled)
+    assert sum(core.answer_frame(f) is not None for f in encoded) > 50  # the core decoded the accepting ones
+    monkeypatch.setattr(frames, "_compiled", None)
+    assert fast == decode_all(encoded + garbled)
+    assert [a for _, a in fast[:len(answers)] if a.ok] == [a for a in answers if a.ok]

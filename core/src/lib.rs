@@ -2,8 +2,8 @@
 //! without it, on the Python reference, slower).
 //!
 //! A fuzz case's usual life: bytes -> case (`decode`), fitted to the device (`fit`), sent to
-//! the target (`raw` for frames-v1, `line` for protocol v1), and its answer compared with the
-//! spec model's readings (`agrees`). Only an answer that differs leaves the core: `case()`
+//! the target (`raw` for frames-v1, `line` for protocol v1), its answer frame decoded
+//! (`answer_frame`) and compared with the spec model's readings (`agrees`). Only an answer that differs leaves the core: `case()`
 //! then builds the Python case the oracles judge. The Python modules named in each file are
 //! the reference; `tests/test_core.py` holds the core to them.
 
@@ -20,8 +20,12 @@ use vsock_fuzz_case as case;
 use case::{Case, Header};
 use model::{Answer, Offer};
 
-/// The Python classes `case()` builds: Case, Region, Write, Ring (`bind`).
-static CLASSES: OnceLock<[Py<PyAny>; 4]> = OnceLock::new();
+/// The Python classes the core builds: Case, Region, Write, Ring, Answer, Header (`bind`).
+static CLASSES: OnceLock<[Py<PyAny>; 6]> = OnceLock::new();
+
+fn classes() -> PyResult<&'static [Py<PyAny>; 6]> {
+    CLASSES.get().ok_or_else(|| PyValueError::new_err("vsock_fuzz_core.bind() was not called"))
+}
 
 #[pyclass(frozen, module = "vsock_fuzz_core")]
 struct CoreCase {
@@ -58,8 +62,7 @@ impl CoreCase {
 
     /// The Python `Case` (vsock_fuzz.case.value) this is.
     fn case<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let [case_cls, region_cls, write_cls, ring_cls] =
-            CLASSES.get().ok_or_else(|| PyValueError::new_err("vsock_fuzz_core.bind() was not called"))?;
+        let [case_cls, region_cls, write_cls, ring_cls, _, _] = classes()?;
         let c = &self.case;
         let regions = PyTuple::new(py, c.regions.iter().map(|r| region_cls.call1(py, (r.gpa, r.size))).collect::<PyResult<Vec<_>>>()?)?;
         let writes = PyTuple::new(
@@ -180,11 +183,43 @@ fn counters() -> Option<(usize, usize)> {
     coverage::counters()
 }
 
-/// Give the core the Python classes `CoreCase.case()` builds (once, at import).
+/// Give the core the Python classes it builds (once, at import).
 #[pyfunction]
-fn bind(py: Python<'_>, case: Py<PyAny>, region: Py<PyAny>, write: Py<PyAny>, ring: Py<PyAny>) {
-    let _ = py;
-    let _ = CLASSES.set([case, region, write, ring]);
+fn bind(case: Py<PyAny>, region: Py<PyAny>, write: Py<PyAny>, ring: Py<PyAny>, answer: Py<PyAny>, header: Py<PyAny>) {
+    let _ = CLASSES.set([case, region, write, ring, answer, header]);
+}
+
+/// A frames-v1 answer frame (without its length prefix) that accepts a packet, as (id, Answer):
+/// `targets.frames.decode_answer`'s usual case. None for anything else (a rejection, a
+/// malformed frame), which the Python codec decodes and names.
+#[pyfunction]
+fn answer_frame<'py>(py: Python<'py>, frame: &[u8]) -> PyResult<Option<(u32, Bound<'py, PyAny>)>> {
+    let [_, _, _, _, answer_cls, header_cls] = classes()?;
+    let le = |b: &[u8]| b.iter().rev().fold(0u64, |v, &x| v << 8 | x as u64);
+    let (Some(head), Some(&1)) = (frame.get(..4), frame.get(4)) else { return Ok(None) };
+    let mut pos = 6;
+    let header = match frame.get(5) {
+        Some(0) => py.None().into_bound(py),
+        Some(_) => {
+            let Some(raw) = frame.get(pos..pos + 44) else { return Ok(None) };
+            pos += 44;
+            header_cls.bind(py).call1(PyTuple::new(py, case::unpack_header(raw).map(|v| v as u64))?)?
+        }
+        None => return Ok(None),
+    };
+    let mut lists = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let Some(n) = frame.get(pos..pos + 4).map(|b| le(b) as usize) else { return Ok(None) };
+        pos += 4;
+        let Some(body) = frame.get(pos..pos.saturating_add(n.saturating_mul(16))) else { return Ok(None) };
+        pos += 16 * n;
+        lists.push(PyTuple::new(py, body.chunks(16).map(|s| (le(&s[..8]), le(&s[8..]))))?);
+    }
+    if pos != frame.len() {
+        return Ok(None);
+    }
+    let answer = answer_cls.bind(py).call1((true, header, &lists[0], &lists[1]))?;
+    Ok(Some((le(head) as u32, answer)))
 }
 
 #[pymodule]
@@ -193,5 +228,6 @@ fn vsock_fuzz_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(bind, m)?)?;
     m.add_function(wrap_pyfunction!(counters, m)?)?;
+    m.add_function(wrap_pyfunction!(answer_frame, m)?)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 """The compiled per-case path, `vsock_fuzz_core` (built from core/ with maturin), when installed.
 
 A fuzz case's usual life runs there: the binary case decoded and fitted to the device, the
-request encoded, and the target's answer compared with the spec model's readings
+request encoded, the answer frame decoded, and the answer compared with the spec model's readings
 (oracles.run.agrees). Only an answer that differs pays for the Python model and oracles,
 which stay the reference: tests/test_core.py holds the core to them on the corpus, the
 check matrix and random cases.
@@ -34,7 +34,9 @@ def load():
                 pass
             else:
                 from ..case.value import Case, Region, Ring, Write
-                core.bind(Case, Region, Write, Ring)
+                from ..case.wire import Header
+                from .answer import Answer
+                core.bind(Case, Region, Write, Ring, Answer, Header)
                 _loaded = core
     return _loaded or None
 
