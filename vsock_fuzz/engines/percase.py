@@ -85,7 +85,8 @@ def _core_checker(core, target, strict: bool, queue: str | None):
         # comparison's own (crashing inputs stay out of the corpus: oracles.run.judge).
         if answer.faulted or not cc.agrees(answer, *offer):
             case = case or cc.case()
-            answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY)
+            answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY,
+                                     sent=cc if native else case)
             return case, findings, answer
         findings = []
         if again and sampled(DETERMINISM_EVERY):
