@@ -26,4 +26,5 @@ def test_make_test_says_what_it_costs_before_it_is_run():
     top = README[:README.index("## Pointing it at your device")]
     assert "make fuzz    #" in top.splitlines()[3] and "make test    #" in top.splitlines()[4]
     said = " ".join(top.split("```")[2].split())  # the prose right after the two commands
-    assert "about 8 minutes on 2 cores" in said and "Rust adapters" in said and "C example" in said
+    assert "about 10 minutes on 2 cores" in said and "Rust adapters" in said and "C example" in said
+    assert "compiled core" in said
