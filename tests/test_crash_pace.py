@@ -92,9 +92,9 @@ def test_failed_restarts_still_back_off_and_hit_the_cap(tmp_path, sleeps):
     assert our_children() == []
 
 
-def fuzz(*args, timeout=60):
+def fuzz(*args, timeout=60, env=None):
     return subprocess.run([sys.executable, "-m", "vsock_fuzz", "fuzz", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def test_a_target_that_cannot_start_again_ends_the_campaign_with_exit_2(tmp_path):
@@ -125,7 +125,8 @@ def test_a_target_that_cannot_start_again_ends_the_campaign_with_exit_2(tmp_path
     assert "--max-time 40s reached" not in out
 
 
-def test_inputs_that_crash_the_target_are_not_kept_in_the_corpus(tmp_path):
+@pytest.mark.parametrize("compiled", ["1", "0"], ids=["core", "python"])
+def test_inputs_that_crash_the_target_are_not_kept_in_the_corpus(tmp_path, compiled):
     # ring_crash panics on every case whose avail ring is unmapped: most of what libFuzzer
     # makes from an empty corpus. Run as a cmd: program, its code is not ours to cover: the
     # corpus keeps the inputs whose model walk was new, and a crash runs no model. (A py:
@@ -134,8 +135,10 @@ def test_inputs_that_crash_the_target_are_not_kept_in_the_corpus(tmp_path):
     from vsock_fuzz.targets import open_target
     parse = open_target("py:vsock_fuzz.zoo.ring_crash:parse").parse
     out = tmp_path / "out"
+    # Through the compiled core, its counters count only the model's readings, which a crash skips.
     r = fuzz("--target", f"cmd:{sys.executable} -m vsock_fuzz.zoo.ring_crash", "--max-time", "8", "--seed", "1",
-             "--out", str(out), "--minimize-time", "0", timeout=120)
+             "--out", str(out), "--minimize-time", "0", timeout=120,
+             env={"VSOCK_FUZZ_CORE": compiled, "RUST_BACKTRACE": "1"})
     assert "safety.crash" in r.stdout, r.stdout + r.stderr
     kept = [p.read_bytes() for p in (out / ".corpus" / "atheris").iterdir()]
     crashing = [x for x in kept if parse(decode(x)).faulted]
