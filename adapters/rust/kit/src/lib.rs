@@ -5,6 +5,8 @@
 //! transport it negotiates in hello (`docs/protocol-extensions.md`). This crate speaks
 //! both, builds each case's guest memory (one host mapping per region, reserved, not
 //! committed), applies the writes, calls your [`Device`] and translates what it returns.
+//! A device that does not pop its own chain gets it from [`chain`]: the queue checked, the
+//! chain walked, its buffers read as one byte stream.
 //!
 //! ```no_run
 //! use vsock_fuzz_adapter::{run, Packet, Parse, Reject, Target};
@@ -21,6 +23,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
+pub mod chain;
 pub mod coverage;
 mod memory;
 pub mod wire;

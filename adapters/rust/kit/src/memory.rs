@@ -78,6 +78,32 @@ impl GuestMemory {
         })
     }
 
+    /// The `n` little-endian bytes at `gpa` as a number (a ring index, a descriptor field),
+    /// read across adjacent regions; `None` if any byte is not guest memory.
+    ///
+    /// Panics if `n` is over 8.
+    pub fn read_le(&self, gpa: u64, n: usize) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b[..n])?;
+        Some(u64::from_le_bytes(b))
+    }
+
+    /// Whether every byte of `[gpa, gpa + len)` is guest memory. Adjacent regions count as
+    /// one range (a ring may lie across two, as a VMM's memory reads it); an empty range
+    /// always is.
+    pub fn contains(&self, mut gpa: u64, mut len: u64) -> bool {
+        while len > 0 {
+            let Some(r) = self.region(gpa) else { return false };
+            let room = r.size - (gpa - r.gpa);
+            if room >= len {
+                return true;
+            }
+            let Some(next) = gpa.checked_add(room) else { return false };
+            (gpa, len) = (next, len - room);
+        }
+        true
+    }
+
     /// Copy `data` into guest memory at `gpa`; `None` if any byte is not guest memory.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
         // SAFETY: as in `read`.
@@ -288,6 +314,23 @@ mod tests {
         m.read(0x1ffc, &mut b).unwrap();
         assert_eq!(&b, b"abcdefgh");
         assert_eq!(m.read(0x2ffc, &mut b), None);
+    }
+
+    #[test]
+    fn contains_and_read_le_take_adjacent_regions_as_one() {
+        let mut m = GuestMemory::default();
+        m.set_up(&[(0x1000, 0x1000), (0x2000, 0x1000), (u64::MAX - 5, 6)]).unwrap();
+        assert!(m.contains(0x1ff0, 0x1010));
+        assert!(!m.contains(0x1ff0, 0x1011));
+        assert!(!m.contains(0xfff, 2));
+        assert!(m.contains(u64::MAX - 5, 6));
+        assert!(!m.contains(u64::MAX - 5, 7), "no byte past 2^64");
+        assert!(m.contains(0x8000, 0), "an empty range");
+        m.write(0x1ffe, &[0x34, 0x12, 0x78, 0x56]).unwrap();
+        assert_eq!(m.read_le(0x1ffe, 2), Some(0x1234));
+        assert_eq!(m.read_le(0x1ffe, 4), Some(0x5678_1234));
+        assert_eq!(m.read_le(0x1ffe, 8), Some(0x5678_1234));
+        assert_eq!(m.read_le(0x2ffc, 8), None);
     }
 
     #[test]
