@@ -16,6 +16,7 @@ Sections:
               per engine, from an empty corpus and from the seed corpus (the hypothesis engine
               mutates choice sequences, so binary seeds do not apply to it); "-" = not found
               within --limit in most runs. VSOCK_FUZZ_UNINSTRUMENTED leaves modules out of coverage.
+              --compare-core: atheris only, each column on the Python path and through the core.
 Figures are printed, never asserted: compare runs on the same machine.
 """
 
@@ -122,11 +123,22 @@ def section_campaign(args, work: Path) -> None:
               f"cov {c.pool.cov()}  corp {c.pool.corp()}", flush=True)
 
 
-def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path, seed: int) -> float | None:
+def first_finding(target: str, oracle: str, engine: str, seeds: list, limit: float, work: Path, seed: int,
+                  compiled: str | None = None) -> float | None:
+    """Seconds to the first `oracle` finding, None if not within `limit`; `compiled`: the workers'
+    VSOCK_FUZZ_CORE ("0": the Python path, "1": the compiled core; None: as the environment says)."""
     out = work / "first"
     shutil.rmtree(out, ignore_errors=True)
-    c = run_campaign(Options(target, max_time=limit, engine=engine, out=str(out), seed=seed, corpus=seeds,
-                             minimize_time=0, stop_on=(oracle,)))
+    saved = os.environ.get("VSOCK_FUZZ_CORE")
+    if compiled is not None:
+        os.environ["VSOCK_FUZZ_CORE"] = compiled
+    try:
+        c = run_campaign(Options(target, max_time=limit, engine=engine, out=str(out), seed=seed, corpus=seeds,
+                                 minimize_time=0, stop_on=(oracle,)))
+    finally:
+        os.environ.pop("VSOCK_FUZZ_CORE", None)
+        if saved is not None:
+            os.environ["VSOCK_FUZZ_CORE"] = saved
     times = [d.first for d in c.findings.values() if d.oracle == oracle]
     return min(times) if times else None
 
@@ -142,18 +154,22 @@ def cell(times: list) -> str:
 def section_first(args, work: Path) -> None:
     from vsock_fuzz.zoo import ORACLE, ZOO
     seeds = [str(ROOT / "corpus" / "target")]
-    columns = [("atheris/empty", "atheris", []), ("atheris/seeds", "atheris", seeds), ("hypothesis", "hypothesis", [])]
+    columns = [("atheris/empty", "atheris", [], None), ("atheris/seeds", "atheris", seeds, None),
+               ("hypothesis", "hypothesis", [], None)]
+    if args.compare_core:  # atheris before (the Python path) and after (the compiled core); hypothesis uses neither
+        columns = [(f"{label} {name}", "atheris", corpus, flag) for label, corpus in (("empty", []), ("seeds", seeds))
+                   for name, flag in (("py", "0"), ("core", "1"))]
     kind = "cmd: programs" if args.cmd else "in-process py: targets"
     print(f"median seconds to the first finding over {args.repeat} seeds (found/runs; limit {args.limit:g}s, "
           f"1 worker, {kind}, uninstrumented: {','.join(uninstrumented()) or 'none'})")
-    print(f"{'zoo bug':<13} {'oracle':<26}" + "".join(f" {label:>15}" for label, _, _ in columns))
+    print(f"{'zoo bug':<13} {'oracle':<26}" + "".join(f" {label:>15}" for label, *_ in columns))
     for name, module, _family in ZOO:
         if args.zoo and name not in args.zoo:
             continue
         spec = f"cmd:{sys.executable} -m {module}" if args.cmd else f"py:{module}:parse"
         oracle = ORACLE[name]
-        cells = [cell([first_finding(spec, oracle, engine, corpus, args.limit, work, seed)
-                       for seed in range(1, args.repeat + 1)]) for _, engine, corpus in columns]
+        cells = [cell([first_finding(spec, oracle, engine, corpus, args.limit, work, seed, compiled)
+                       for seed in range(1, args.repeat + 1)]) for _, engine, corpus, compiled in columns]
         print(f"{name:<13} {oracle:<26}" + "".join(f" {c:>15}" for c in cells), flush=True)
 
 
@@ -167,6 +183,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="runs (libFuzzer seeds 1..N) per first-finding figure "
                                                               "(default 3)")
     ap.add_argument("--cmd", action="store_true", help="zoo bugs as cmd: programs rather than py: targets")
+    ap.add_argument("--compare-core", action="store_true", help="first: atheris on the Python path (VSOCK_FUZZ_CORE=0) "
+                                                                 "beside the compiled core, from empty and seeds")
     ap.add_argument("--quick", action="store_true", help="short budgets: --seconds 2 --limit 5 --repeat 1 unless given")
     args = ap.parse_args(argv)
     for name, (quick, full) in {"seconds": (2.0, 10.0), "limit": (5.0, 60.0), "repeat": (1, 3)}.items():

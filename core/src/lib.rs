@@ -171,6 +171,41 @@ fn request_line(c: &Case, id: u64) -> Vec<u8> {
     s.into_bytes()
 }
 
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Read what the non-blocking `fd` holds, up to `size` bytes, polling for up to `spin` seconds
+/// with the GIL released (`targets.transport.Pipes`: a native target answers in microseconds,
+/// sooner than a sleep and a wake-up). None when nothing came; empty bytes at end of file.
+#[pyfunction]
+fn read_spin<'py>(py: Python<'py>, fd: i32, spin: f64, size: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    use std::io::{ErrorKind, Read};
+    use std::os::fd::FromRawFd;
+    let got = py.detach(|| {
+        // SAFETY: the caller's open descriptor, borrowed: ManuallyDrop never closes it
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(spin.max(0.0));
+        READ_BUF.with_borrow_mut(|buf| {
+            buf.resize(size, 0);
+            loop {
+                match (&*file).read(buf) {
+                    Ok(n) => return Ok(Some(buf[..n].to_vec())),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        if std::time::Instant::now() >= end {
+                            return Ok(None);
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    })?;
+    Ok(got.map(|b| PyBytes::new(py, &b)))
+}
+
 /// `binary.decode`: every byte string is a case.
 #[pyfunction]
 fn decode(data: &[u8]) -> CoreCase {
@@ -229,5 +264,6 @@ fn vsock_fuzz_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bind, m)?)?;
     m.add_function(wrap_pyfunction!(counters, m)?)?;
     m.add_function(wrap_pyfunction!(answer_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(read_spin, m)?)?;
     Ok(())
 }

@@ -73,7 +73,9 @@ fn walk(mem: &GuestMemory, desc_table: u128, size: u128, head: u128, tables: boo
     let mut indirect = false;
     let mut total: u128 = 0;
     let mut steps: Vec<u128> = Vec::new(); // this table's lengths in walk order
-    let mut seen: std::collections::HashMap<u128, usize> = std::collections::HashMap::new();
+    // A BTreeMap, not a HashMap: its code is instrumented with the rest, and a random hash seed
+    // would make the same input take other edges in another process.
+    let mut seen: std::collections::BTreeMap<u128, usize> = std::collections::BTreeMap::new();
     loop {
         if index >= table_size {
             return (out, Some(("DescriptorIndexOutOfRange", "chain")));

@@ -12,18 +12,20 @@ Only the standard library and engines.percase at the top, as in engines.worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
 
-from .percase import case_checker, instrumented, uninstrumented
+from .percase import case_checker, coverage_plan
 
 
 def merge(config_path: str, flags: list[str]) -> None:
     import atheris
     with open(config_path) as f:
         cfg = json.load(f)
-    with atheris.instrument_imports(include=instrumented(cfg["target"]), exclude=uninstrumented()):
+    include, exclude, compiled = coverage_plan(cfg["target"], cfg["profile"])
+    with atheris.instrument_imports(include=include, exclude=exclude) if include else contextlib.nullcontext():
         from ..targets import open_target
         from .worker import _offer_coverage
         target = open_target(cfg["target"], **cfg["target_options"])
@@ -38,6 +40,9 @@ def merge(config_path: str, flags: list[str]) -> None:
     if region is not None:
         from ..targets.coverage import register_with_libfuzzer
         register_with_libfuzzer(region)
+    if compiled:
+        from ..targets.coverage import register_core
+        register_core()
     atheris.Fuzz()
 
 

@@ -132,6 +132,19 @@ UNINSTRUMENTED = ("vsock_fuzz.case", "vsock_fuzz.case.value", "vsock_fuzz.case.b
                   "vsock_fuzz.engines.summary")
 
 
+def coverage_plan(target: str, profile: str = "spec", engine: str = "atheris",
+                  coverage: str | None = None) -> tuple[list[str], list[str], bool]:
+    """What a fuzz worker instruments, and `vsock-fuzz merge` with it (a merge must see the
+    coverage the campaign saw): (include, exclude, compiled). `compiled`: the compiled core's
+    counters stand for the model (targets.coverage.register_core registers them); `include`
+    empty: instrument nothing. --coverage target: the target's edges alone."""
+    if coverage == "target":
+        return [], [], False
+    from ..model.compiled import load
+    compiled = engine == "atheris" and profile == "spec" and load() is not None
+    return instrumented(target, compiled), uninstrumented(target, compiled), compiled
+
+
 def uninstrumented(target: str = "", compiled: bool = False) -> list[str]:
     """Modules left out of coverage: UNINSTRUMENTED, or VSOCK_FUZZ_UNINSTRUMENTED (comma-separated,
     empty: instrument everything) to measure the trade-off. `compiled`: every module of ours but
