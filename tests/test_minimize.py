@@ -1,6 +1,7 @@
 """The shared shrinker: smaller cases that still fail, valid at every step, within the budget."""
 
 import os
+from dataclasses import replace
 
 from vsock_fuzz.case.binary import decode, encode
 from vsock_fuzz.case.value import Case
@@ -119,3 +120,31 @@ def test_minimize_says_why_determinism_cannot_fire_on_the_reference(tmp_path, ca
     # Any other target is asked twice: no such explanation.
     assert main(["minimize", src, "--target", "py:vsock_fuzz.zoo.two_desc:parse", "--oracle", "determinism.repeat"]) == 2
     assert "asked once" not in capsys.readouterr().err
+
+
+def _reads_past_its_data(case):
+    """A device that reads 8 bytes past the packet's last data buffer (hdr.len trusted)."""
+    answer = parse(case)
+    if answer.ok and answer.data_slices:
+        gpa, n = answer.data_slices[-1]
+        return replace(answer, data_slices=answer.data_slices[:-1] + ((gpa, n + 8),))
+    return answer
+
+
+def test_a_root_cause_keeps_its_key_while_it_shrinks():
+    # In the middle of memory the over-read is outside the chain only (a root cause); at the
+    # region's end it also leaves the region, which then explains it (a consequence). The
+    # campaign shrinks a root cause's reproducer with its key, so it cannot end up as the other.
+    from vsock_fuzz.targets import PythonTarget
+    target = PythonTarget(_reads_past_its_data, "over-read")
+    middle = assemble(Layout("tx", (Buf(44), Buf(64)), header=Header(len=64)))
+    end = assemble(Layout("tx", (Buf(44), Buf(64, addr=(1 << 20) - 64)), header=Header(len=64)))
+    _, found = evaluate(target, middle)
+    (root,) = [f for f in found if f.oracle == "safety.slice-in-chain"]
+    assert not root.cause
+    _, found = evaluate(target, end)
+    (there,) = [f for f in found if f.oracle == "safety.slice-in-chain"]
+    assert there.cause and there.key() != root.key()  # a consequence there
+    assert fires(target, "safety.slice-in-chain")(end)
+    assert not fires(target, "safety.slice-in-chain", key=root.key())(end)
+    assert fires(target, "safety.slice-in-chain", key=root.key())(middle)

@@ -384,7 +384,8 @@ def minimize_one(o: Options, target, d, timeout: float, say, cut=lambda: False) 
     except Exception as e:  # noqa: BLE001  (a reproducer that cannot be read is reported, not fatal)
         say(f"WARNING: cannot minimize {d.stem}.bin: {e}")
         return
-    fire = fires(target, d.oracle, profile=o.profile, strict=o.strict)  # no back-off between candidates
+    # The same key: the reproducer of a root cause must not become another bug's consequence.
+    fire = fires(target, d.oracle, profile=o.profile, strict=o.strict, key=d.key)  # no back-off between candidates
 
     def still(candidate) -> bool:
         if cut():
@@ -397,9 +398,9 @@ def minimize_one(o: Options, target, d, timeout: float, say, cut=lambda: False) 
         return
     _, found = evaluate(target, small, profile=o.profile, strict=o.strict,
                         determinism=d.oracle.startswith("determinism"))
-    same = [f for f in found if f.oracle == d.oracle]
+    same = [f for f in found if f.key() == d.key]  # none: a flaky target, the original stays
     if same:
-        f = next((f for f in same if f.key() == d.key), same[0])
+        f = same[0]
         stem, _ = write_finding(o.out, with_backtrace(target, f))  # the report shows the minimized one
         d.minimized = stem
         d.sizes = (len(encode(case)), len(encode(small)))

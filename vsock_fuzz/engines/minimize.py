@@ -212,8 +212,11 @@ def shrink(case: Case, fails: Callable[[Case], bool], *, budget: int = DEFAULT_B
     return s.best
 
 
-def fires(target, oracle: str, *, profile: str = "spec", strict: bool = False) -> Callable[[Case], bool]:
-    """A predicate: does `oracle` still fire for the target's answer to a case?
+def fires(target, oracle: str, *, profile: str = "spec", strict: bool = False,
+          key: str | None = None) -> Callable[[Case], bool]:
+    """A predicate: does `oracle` still fire for the target's answer to a case? With `key`, the
+    finding of that key (Finding.key: the same queue, signature and cause), so that a root
+    cause's reproducer does not shrink into a case where it is another bug's consequence.
 
     Faults are expected while shrinking a crash (every candidate may crash), so
     the target's back-off is reset after each candidate: no sleeping between
@@ -227,7 +230,7 @@ def fires(target, oracle: str, *, profile: str = "spec", strict: bool = False) -
             _, findings = evaluate(target, case, profile=profile, strict=strict, determinism=determinism)
         finally:
             target.reset_backoff()
-        return any(f.oracle == oracle for f in findings)
+        return any(f.oracle == oracle and (key is None or f.key() == key) for f in findings)
     return fails
 
 
