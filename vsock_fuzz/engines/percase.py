@@ -84,9 +84,13 @@ def _core_checker(core, target, strict: bool, queue: str | None):
         # A crash or hang agrees with nothing; not asked, so its input adds no coverage of the
         # comparison's own (crashing inputs stay out of the corpus: oracles.run.judge).
         if answer.faulted or not cc.agrees(answer, *offer):
+            # Most answers that differ have a finding, and a case with one is asked again: a
+            # program is asked at once, while it is running, not after the oracles (a wake-up
+            # from its wait for input costs more than its answer).
+            repeat = target.parse(cc) if native and again and not answer.faulted else None
             case = case or cc.case()
             answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY,
-                                     sent=cc if native else case)
+                                     sent=cc if native else case, repeat=repeat)
             return case, findings, answer
         findings = []
         if again and sampled(DETERMINISM_EVERY):

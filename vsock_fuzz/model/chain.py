@@ -167,13 +167,14 @@ class Walked:
     computed once. `walked(case)` keeps the last case's: the model (under one profile or two)
     and the oracles look at the same chain, so the walk is done once."""
 
-    __slots__ = ("case", "mem", "tables", "_queue_error", "_chain")
+    __slots__ = ("case", "mem", "tables", "_queue_error", "_chain", "parsed")
 
     def __init__(self, case, tables: bool = True, mem: GuestMemory | None = None):
         self.case = case
         self.mem = GuestMemory(case.regions, case.writes) if mem is None else mem
         self.tables = tables  # False: INDIRECT descriptors read as plain buffers (walk's `tables`)
         self._queue_error = self._chain = None
+        self.parsed: dict = {}  # packet._parse's answers on this chain, by (profile, device)
 
     @property
     def queue_error(self) -> ChainError | None:

@@ -95,6 +95,16 @@ def _refusal(w: Walked, name: str, detail: str, why: str) -> Reading:
 
 
 def _parse(case: Case, w: Walked, profile: str, device: Device) -> Answer:
+    # The model's answer and its readings are asked for more than once per case (evaluate, then
+    # check's readings): parsed once per walked chain.
+    key = (profile, device)
+    answer = w.parsed.get(key)
+    if answer is None:
+        answer = w.parsed[key] = _parse_walked(case, w, profile, device)
+    return answer
+
+
+def _parse_walked(case: Case, w: Walked, profile: str, device: Device) -> Answer:
     # The device's transport refuses a queue larger than its maximum before any chain exists.
     if case.ring.size > device.max_queue_size and device.max_queue_size < MAX_QUEUE_SIZE:
         return Answer.reject("QueueSizeAboveMaximum", "queue",
