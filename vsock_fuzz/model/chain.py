@@ -83,11 +83,12 @@ def check_queue(mem: GuestMemory, ring) -> None:
 
 def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
          max_chain_bytes: int = SPEC_MAX_CHAIN_BYTES,
-         reject_indirect_next: bool = True, tables: bool = True) -> Iterator[Descriptor]:
+         reject_indirect_next: bool = True, tables: bool = True, met: list | None = None) -> Iterator[Descriptor]:
     """Yield the buffer descriptors of the chain starting at `head`.
 
     `tables=False` walks as a device that never offered VIRTIO_F_INDIRECT_DESC and
     ignores the flag: a descriptor with INDIRECT is a plain buffer (docs/protocol.md).
+    `met`, if given, gets the index of every INDIRECT descriptor the walk follows.
 
     `mem` must not change while the walk runs (the model only reads): a loop is
     replayed from the descriptors it already read."""
@@ -125,6 +126,8 @@ def walk(mem: GuestMemory, desc_table: int, size: int, head: int, *,
         except MemoryFault:
             raise ChainError("DescriptorUnreadable", "memory", f"descriptor {index} at {at:#x} is not inside guest memory") from None
         if desc.flags & F_INDIRECT and tables:
+            if met is not None:
+                met.append(index)
             # 2.7.5.3.1: one level only.
             if indirect:
                 raise ChainError("NestedIndirect", "chain", f"descriptor {index} sets INDIRECT inside an indirect table")
@@ -167,7 +170,7 @@ class Walked:
     computed once. `walked(case)` keeps the last case's: the model (under one profile or two)
     and the oracles look at the same chain, so the walk is done once."""
 
-    __slots__ = ("case", "mem", "tables", "_queue_error", "_chain", "parsed")
+    __slots__ = ("case", "mem", "tables", "_queue_error", "_chain", "parsed", "met_indirect")
 
     def __init__(self, case, tables: bool = True, mem: GuestMemory | None = None):
         self.case = case
@@ -175,6 +178,7 @@ class Walked:
         self.tables = tables  # False: INDIRECT descriptors read as plain buffers (walk's `tables`)
         self._queue_error = self._chain = None
         self.parsed: dict = {}  # packet._parse's answers on this chain, by (profile, device)
+        self.met_indirect = False  # the walk met an INDIRECT descriptor (walk's `met`)
 
     @property
     def queue_error(self) -> ChainError | None:
@@ -198,10 +202,13 @@ class Walked:
             try:
                 # extend keeps what the walk yielded before it raised (CPython's list.extend
                 # adds each item as it comes), and takes a loop's replay at C speed.
-                descs.extend(walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF, tables=self.tables))
+                met: list = []
+                descs.extend(walk(self.mem, ring.desc_table, ring.size, ring.head & 0xFFFF, tables=self.tables,
+                                  met=met))
                 self._chain = tuple(descs), None
             except ChainError as e:
                 self._chain = tuple(descs), e
+            self.met_indirect = bool(met)
         return self._chain
 
 

@@ -95,6 +95,11 @@ class _Context:
     def indirect(self) -> bool:
         """Whether the chain sets INDIRECT anywhere (read as a device ignoring tables walks it):
         a bug of the indirect path and one of the direct path are two bugs."""
+        w = self.walked
+        if w.tables:
+            w.chain  # noqa: B018  (walked, its INDIRECT descriptors noted)
+            if not w.met_indirect:
+                return False  # a walk that ignores the flag reads the very same descriptors
         return any(d.flags & F_INDIRECT for d in walked_plain(self.case, self.mem).chain[0])
 
     @_shared

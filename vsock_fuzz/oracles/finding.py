@@ -40,6 +40,14 @@ class Finding:
     indirect: bool = False       # the chain goes through an indirect table
     cause: tuple[str, str] = ()  # (oracle, signature) of the finding on the same case that explains this one
 
+    def but(self, **changes) -> "Finding":
+        """A copy with `changes`: dataclasses.replace without its introspection of the fields,
+        which cost more than the oracles on a case the per-case path judges (every finding is
+        stamped with its target, and a consequence with its cause)."""
+        new = object.__new__(Finding)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     def key(self) -> str:
         """De-duplication key: what tells two bugs of one oracle apart (the queue, direct or
         indirect, the signature of what broke) and, for a consequence, what it follows from:

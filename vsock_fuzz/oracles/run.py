@@ -13,7 +13,6 @@ lazy walk never reaches. tests/test_strategies.py holds it to that.
 from __future__ import annotations
 
 import shlex
-from dataclasses import replace
 from itertools import count
 
 from ..case.value import Case
@@ -196,5 +195,5 @@ def stamped(findings: list[Finding], target) -> list[Finding]:
     """The findings with the spec that opens `target` again."""
     if findings:
         spec = target_spec(target)
-        findings = [replace(f, target=spec) for f in findings]
+        findings = [f.but(target=spec) for f in findings]
     return findings

@@ -25,7 +25,7 @@ its cause (a bug of its own) is still a finding and a root cause.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .finding import ORACLES, SEVERITY_ORDER
 
@@ -74,7 +74,7 @@ _INDEPENDENT = {"determinism.repeat", "safety.crash", "safety.hang"}  # a second
 def explained(findings: list) -> list:
     """The findings of one case, each symptom marked with the finding that explains it."""
     if len(findings) < 2:
-        return [replace(f, cause=()) if f.cause else f for f in findings]
+        return [f.but(cause=()) if f.cause else f for f in findings]
     by = next((f for name, field in _BY for f in findings if f.oracle == name and f.signature.startswith(field)),
               None)
     out = []
@@ -85,7 +85,7 @@ def explained(findings: list) -> list:
             cause = max((o for o in findings if o.oracle not in _INDEPENDENT and o.oracle != f.oracle),
                         key=lambda o: SEVERITY_ORDER[o.severity], default=None)
         cause = () if cause is None else (cause.oracle, cause.signature)
-        out.append(f if f.cause == cause else replace(f, cause=cause))
+        out.append(f if f.cause == cause else f.but(cause=cause))
     return out
 
 
