@@ -58,12 +58,10 @@ pub fn counting<T>(f: impl FnOnce() -> T) -> T {
     let out = f();
     // SAFETY: the visible buffer is seen.1 bytes long, as many as the counters
     let seen = unsafe { std::slice::from_raw_parts_mut(seen.0, seen.1) };
-    for (chunk, into) in counters.chunks(8).zip(seen.chunks_mut(8)) {
-        if chunk.iter().any(|&c| c != 0) {
-            for (c, v) in chunk.iter().zip(into) {
-                *v = v.saturating_add(*c);
-            }
-        }
+    // One straight loop: the compiler makes it a few vector instructions per 16 or 32 counters
+    // (skipping zero runs by hand cost more than the model's run).
+    for (v, c) in seen.iter_mut().zip(counters.iter()) {
+        *v = v.saturating_add(*c);
     }
     out
 }
