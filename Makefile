@@ -31,17 +31,18 @@ $(C_TARGET): examples/c-target/vsock_target.c
 	$(CC) -O2 -Wall -Wextra -o $@ $<
 
 # The same target instrumented for the coverage channel (docs/protocol-extensions.md): its
-# blocks call vsock_cov.c's __sanitizer_cov_trace_pc (gcc or clang), which is built without it.
+# blocks call vsock_cov.c's __sanitizer_cov_trace_pc (gcc or clang), which is built without it,
+# and its comparisons __sanitizer_cov_trace_cmp* (trace-cmp: the compare hints of shm-8bit-v2).
 $(C_TARGET_COV): examples/c-target/vsock_target.c examples/c-target/vsock_cov.c
 	$(CC) -O2 -Wall -Wextra -c -o $@.o examples/c-target/vsock_cov.c
-	$(CC) -O2 -Wall -Wextra -fsanitize-coverage=trace-pc -o $@ examples/c-target/vsock_target.c $@.o
+	$(CC) -O2 -Wall -Wextra -fsanitize-coverage=trace-pc,trace-cmp -o $@ examples/c-target/vsock_target.c $@.o
 	rm -f $@.o
 
 # And with clang's trace-pc-guard (vsock_cov.c numbers the guards), when clang exists:
 # .ci/run installs it, and tests/test_target_coverage.py fails in CI without it.
 $(C_TARGET_COV_GUARD): examples/c-target/vsock_target.c examples/c-target/vsock_cov.c
 	clang -O2 -Wall -Wextra -c -o $@.o examples/c-target/vsock_cov.c
-	clang -O2 -Wall -Wextra -fsanitize-coverage=trace-pc-guard -o $@ examples/c-target/vsock_target.c $@.o
+	clang -O2 -Wall -Wextra -fsanitize-coverage=trace-pc-guard,trace-cmp -o $@ examples/c-target/vsock_target.c $@.o
 	rm -f $@.o
 
 # Throughput to the C target, serve and py: targets; RSS over a campaign.
@@ -55,11 +56,11 @@ bench-targets: $(STAMP) $(C_TARGET)
 HAVE_CARGO := $(shell command -v cargo 2>/dev/null)
 
 # Then the rust-vmm 0.12.0 and example targets again, with SanitizerCoverage's inline 8-bit
-# counters, for the coverage channel (adapters/rust/kit/src/coverage.rs): in target/cov,
+# counters and compare tracing, for the coverage channel (adapters/rust/kit/src/coverage.rs): in target/cov,
 # --target given so that the flags reach the targets but not build scripts or proc macros.
 RUST_HOST = $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RUST_COV_FLAGS := -C passes=sancov-module -C llvm-args=-sanitizer-coverage-level=3 \
-	-C llvm-args=-sanitizer-coverage-inline-8bit-counters
+	-C llvm-args=-sanitizer-coverage-inline-8bit-counters -C llvm-args=-sanitizer-coverage-trace-compares
 
 adapters:
 	cd adapters/rust && cargo build --release --locked && cargo test --release --locked --no-run -q
@@ -90,8 +91,8 @@ fuzz: $(STAMP) $(if $(HAVE_CARGO),core)
 # bench-full runs them with their own defaults (far longer: bench_fuzz's
 # time-to-first-finding table alone is 99 campaigns of up to 60 s each).
 # bench_gap: campaign exec/s against each device over its own pace, and the per-case breakdown.
-# bench_target_cov: exec/s with and without the target's coverage; in bench-full also the
-# planted target-only bug's time to first finding per mode (tens of minutes) and rust-vmm's.
+# bench_target_cov: exec/s with and without the target's coverage and compare hints; in bench-full also the
+# planted target-only bugs' time to first finding per mode and build (about an hour) and rust-vmm's.
 # bench_root_causes (bench-full only, about 18 minutes): the root causes of a 60 s campaign against
 # every zoo device and both rust-vmm adapters, in all and at error or above.
 BENCH_DEPS := $(STAMP) $(if $(HAVE_CC),$(C_TARGET)) $(if $(HAVE_CARGO),adapters) $(if $(HAVE_CARGO),core)
@@ -101,7 +102,8 @@ bench: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench_targets.py --quick
 	$(BIN)/python benchmarks/bench_fuzz.py --quick
 	$(BIN)/python benchmarks/bench_gap.py --quick
-	$(BIN)/python benchmarks/bench_target_cov.py --skip-planted --rust-seconds 0 --pace-runs 5000
+	$(BIN)/python benchmarks/bench_target_cov.py --skip-planted --magic-seconds 0 --heavy-seconds 0 --rust-seconds 0 \
+		--pace-runs 5000
 
 bench-full: $(BENCH_DEPS)
 	$(BIN)/python benchmarks/bench.py

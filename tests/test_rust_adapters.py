@@ -155,23 +155,27 @@ def test_readme_example_is_the_built_example(built, tmp_path):
     assert rows["tx/linux-5.x/1KiB"]["verdict"] == "pass"
 
 
-def hello_with_region(target: Path) -> tuple[dict, bytes]:
-    """Hello offering the coverage channel with a region passed as the harness passes it,
-    then one Linux-shaped tx case; the answer and the region's bytes after it."""
+def hello_with_region(target: Path, offer=("shm-8bit-v1",), slots: int = 0, parse: bool = True) -> tuple[dict, bytes]:
+    """Hello offering the coverage channel with a region passed as the harness passes it (with
+    a compare table of `slots` entries after the counters), then one Linux-shaped tx case
+    unless not `parse`; the hello answer and the region's bytes after it (the table's too)."""
+    size = (1 << 16) + (16 + 24 * slots if slots else 0)
     fd = os.memfd_create("cov")
-    os.ftruncate(fd, 1 << 16)
+    os.ftruncate(fd, size)
     seed = sorted((ROOT / "corpus" / "tx").iterdir())[0]
     case = subprocess.run([sys.executable, "-m", "vsock_fuzz", "convert", "--to", "json", str(seed), "-"],
                           cwd=ROOT, capture_output=True, text=True, check=True).stdout
     request = json.loads(case)
     request.update(op="parse", id=1)
-    lines = [json.dumps({"op": "hello", "protocol": 1, "coverage": ["shm-8bit-v1"]}), json.dumps(request)]
+    lines = [json.dumps({"op": "hello", "protocol": 1, "coverage": list(offer)}), *([json.dumps(request)] if parse else [])]
     env = {**os.environ, "VSOCK_FUZZ_COV_FD": str(fd), "VSOCK_FUZZ_COV_SIZE": str(1 << 16)}
+    if slots:
+        env["VSOCK_FUZZ_COV_CMP_SLOTS"] = str(slots)
     run = subprocess.run([str(target)], input=("\n".join(lines) + "\n").encode(), capture_output=True, timeout=10,
                          env=env, pass_fds=(fd,))
     out = run.stdout.split(b"\n")
-    assert json.loads(out[1])["id"] == 1, run.stdout + run.stderr
-    region = os.pread(fd, 1 << 16, 0)
+    assert not parse or json.loads(out[1])["id"] == 1, run.stdout + run.stderr
+    region = os.pread(fd, size, 0)
     os.close(fd)
     return json.loads(out[0]), region
 
@@ -180,6 +184,25 @@ def test_instrumented_target_counts_its_edges_in_the_region(instrumented):
     hello, region = hello_with_region(instrumented)
     assert hello["coverage"] == "shm-8bit-v1"
     assert sum(map(bool, region)) > 20  # the device's edges for one packet (not the kit's JSON decoding)
+
+
+def test_instrumented_target_records_its_devices_compares(instrumented):
+    """shm-8bit-v2 (the kit's compare hooks, -sanitizer-coverage-trace-compares): offered with a
+    table, the kit takes it; hello alone records nothing (the kit's JSON decoding compares
+    too), a case records the device's compares, of which the table keeps the most recent."""
+    hello, region = hello_with_region(instrumented, ("shm-8bit-v2", "shm-8bit-v1"), slots=64, parse=False)
+    assert hello["coverage"] == "shm-8bit-v2"
+    assert int.from_bytes(region[1 << 16:][:8], "little") == 0
+    hello, region = hello_with_region(instrumented, ("shm-8bit-v2", "shm-8bit-v1"), slots=64)
+    table = region[1 << 16:]
+    written = int.from_bytes(table[:8], "little")
+    assert written > 64  # rust-vmm compares a few hundred times per packet
+    entries = [table[16 + 24 * k:][:24] for k in range(64)]
+    assert {e[0] for e in entries} <= {2, 4, 8} and {e[1] for e in entries} <= {0, 1, 2}
+    assert sum(int.from_bytes(e[8:16], "little") != int.from_bytes(e[16:24], "little") for e in entries) > 10
+    # without a table (a harness of shm-8bit-v1 only), the counters as before
+    hello, region = hello_with_region(instrumented, ("shm-8bit-v2", "shm-8bit-v1"))
+    assert hello["coverage"] == "shm-8bit-v1" and sum(map(bool, region)) > 20
 
 
 def test_plain_target_declines_the_channel(built):

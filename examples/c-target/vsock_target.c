@@ -41,12 +41,15 @@ typedef unsigned __int128 u128;  /* guest addresses + lengths may pass 2^64 */
 #define SPEC_MAX_CHAIN_BYTES ((u128)1 << 32)
 #define MODE_FRAMES "frames-v1"
 #define COV_CHANNEL "shm-8bit-v1"
+#define COV_CHANNEL_CMP "shm-8bit-v2"  /* v1 plus the device's compares (vsock_cov.c) */
 
 /* Linked in from vsock_cov.c in the instrumented build (vsock_target_cov): whether the harness
    passed a coverage region and it is mapped.  Absent (NULL) in the plain build. */
 int vsock_cov_active(void) __attribute__((weak));
 /* Also from vsock_cov.c: count the device's edges only (1 before it runs, 0 after). */
 void vsock_cov_device(int running) __attribute__((weak));
+/* And whether the harness passed a compare table that vsock_cov.c records compares in. */
+int vsock_cov_compares(void) __attribute__((weak));
 
 static void die(const char *what)
 {
@@ -705,11 +708,11 @@ struct line_req {
     size_t id_len;
     int op;               /* 0 unknown, 1 hello, 2 parse */
     int wants_frames;
-    int wants_coverage;
+    int wants_coverage;   /* bit 0: shm-8bit-v1 offered, bit 1: shm-8bit-v2 */
 };
 
-/* A list of strings; *found set when `want` is among them. */
-static int names_value(struct json *j, const char *want, int *found)
+/* A list of strings; bit i of *found set when wants[i] is among them. */
+static int names_value(struct json *j, const char *const *wants, int *found)
 {
     if (expect(j, '[') < 0)
         return -1;
@@ -720,11 +723,15 @@ static int names_value(struct json *j, const char *want, int *found)
         size_t n;
         if (string(j, &s, &n) < 0)
             return -1;
-        if (n == strlen(want) && memcmp(s, want, n) == 0)
-            *found = 1;
+        for (int i = 0; wants[i]; i++)
+            if (n == strlen(wants[i]) && memcmp(s, wants[i], n) == 0)
+                *found |= 1 << i;
     } while (peek_take(j, ','));
     return expect(j, ']');
 }
+
+static const char *const MODES[] = {MODE_FRAMES, NULL};
+static const char *const COV_CHANNELS[] = {COV_CHANNEL, COV_CHANNEL_CMP, NULL};
 
 static int request_line(struct json *j, struct line_req *lr)
 {
@@ -759,9 +766,9 @@ static int request_line(struct json *j, struct line_req *lr)
             if (ring_value(j, &ring) < 0) return -1;
             have |= 8;
         } else if (KEY("modes")) {
-            if (names_value(j, MODE_FRAMES, &lr->wants_frames) < 0) return -1;
+            if (names_value(j, MODES, &lr->wants_frames) < 0) return -1;
         } else if (KEY("coverage")) {
-            if (names_value(j, COV_CHANNEL, &lr->wants_coverage) < 0) return -1;
+            if (names_value(j, COV_CHANNELS, &lr->wants_coverage) < 0) return -1;
         } else if (skip_value(j, 0) < 0) return -1;
     });
     if (lr->op == 2 && (have != 15 || ring != 31))
@@ -969,6 +976,9 @@ int main(void)
 {
     size_t len;
     char *line;
+    /* Only the device's edges and compares, from the start: hello's are not the device's. */
+    if (vsock_cov_device)
+        vsock_cov_device(0);
     while ((line = in_line(&len))) {
         struct json j = {line, line + len, NULL};
         struct line_req lr = {0};
@@ -988,8 +998,11 @@ int main(void)
         if (lr.op == 1) {
             out_id(&lr);
             out_str("\"ok\":true,\"protocol\":1,\"name\":\"vsock_target.c (spec)\",\"version\":\"1\"");
-            if (lr.wants_coverage && vsock_cov_active && vsock_cov_active())
-                out_str(",\"coverage\":\"" COV_CHANNEL "\"");
+            if (lr.wants_coverage && vsock_cov_active && vsock_cov_active()) {
+                int cmp = (lr.wants_coverage & 2) && vsock_cov_compares && vsock_cov_compares();
+                if (cmp || (lr.wants_coverage & 1))
+                    out_str(cmp ? ",\"coverage\":\"" COV_CHANNEL_CMP "\"" : ",\"coverage\":\"" COV_CHANNEL "\"");
+            }
             out_str(lr.wants_frames ? ",\"mode\":\"" MODE_FRAMES "\"}\n" : "}\n");
             if (lr.wants_frames) {
                 serve_frames();

@@ -204,7 +204,7 @@ impl Target {
         Target { name: name.into(), version: version.into(), ..Default::default() }
     }
 
-    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>, coverage: bool) -> serde_json::Value {
+    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>, coverage: Option<&str>) -> serde_json::Value {
         let mut device = serde_json::json!({ "features": self.features });
         for (k, v) in [
             ("max_data_size", self.max_data_size),
@@ -225,8 +225,8 @@ impl Target {
         if let Some(m) = mode {
             h["mode"] = m.into();
         }
-        if coverage {
-            h["coverage"] = coverage::CHANNEL.into();
+        if let Some(c) = coverage {
+            h["coverage"] = c.into();
         }
         h
     }
@@ -320,10 +320,10 @@ pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input:
         match decoded {
             Line::Hello { id, modes, coverage } => {
                 let frames = modes.iter().any(|m| m == MODE_FRAMES);
-                if cov.is_none() && coverage.iter().any(|c| c == coverage::CHANNEL) {
-                    cov = coverage::Channel::open();
+                if cov.is_none() {
+                    cov = coverage::Channel::open(&coverage);
                 }
-                let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.is_some());
+                let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.as_ref().map(|c| c.name()));
                 serde_json::to_writer(&mut out, &hello)?;
                 out.write_all(b"\n")?;
                 if frames {

@@ -295,3 +295,69 @@ fn coverage_counts_only_the_device_into_the_region() {
     assert!(crashed.is_err());
     assert_eq!(region[9], 1, "a panicking case's edges count");
 }
+
+/// shm-8bit-v2: the compare hooks record operand pairs into the table only while the device
+/// runs (the kit's own decoding compares too, and would push the device's out), the
+/// table keeps the most recent `slots` (entry k in slot k % slots, the count going on), and a
+/// file too short for the table is refused rather than mapped (a write past its end faults).
+#[test]
+fn compares_are_recorded_while_the_device_runs_into_a_bounded_table() {
+    // No counters registered here and compares() rather than begin(): the counter test runs
+    // beside this one and begin() would zero its counters.
+    const SLOTS: usize = 4;
+    let whole = 16 + coverage::CMP_HEADER + coverage::CMP_ENTRY * SLOTS;
+    // SAFETY: a memfd of our own
+    let fd = unsafe {
+        let fd = libc::memfd_create(c"cmp".as_ptr(), 0);
+        assert!(fd >= 0 && libc::ftruncate(fd, (whole - 1) as i64) == 0);
+        fd
+    };
+    assert!(coverage::Channel::map_with_table(fd, 16, SLOTS).is_none(), "a file one byte short of the table");
+    // SAFETY: growing our own memfd
+    assert_eq!(unsafe { libc::ftruncate(fd, whole as i64) }, 0);
+    let ch = coverage::Channel::map_with_table(fd, 16, SLOTS).unwrap();
+    assert_eq!(ch.name(), coverage::CHANNEL_CMP);
+    assert_eq!(coverage::Channel::map(fd, 16).unwrap().name(), coverage::CHANNEL);
+    let read = || {
+        let mut buf = vec![0u8; whole];
+        // SAFETY: reading our own memfd into a buffer of its size
+        assert_eq!(unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), whole, 0) }, whole as isize);
+        let t = &buf[16..];
+        let count = u64::from_le_bytes(t[..8].try_into().unwrap());
+        let entries: Vec<(u8, u8, u64, u64)> = (0..SLOTS)
+            .map(|i| {
+                let e = &t[coverage::CMP_HEADER + coverage::CMP_ENTRY * i..][..coverage::CMP_ENTRY];
+                (e[0], e[1], u64::from_le_bytes(e[8..16].try_into().unwrap()), u64::from_le_bytes(e[16..24].try_into().unwrap()))
+            })
+            .collect();
+        (count, entries)
+    };
+    coverage::__sanitizer_cov_trace_cmp4(1, 2); // the kit's decoding: not recorded
+    assert_eq!(read().0, 0);
+    {
+        let _recording = ch.compares();
+        coverage::__sanitizer_cov_trace_const_cmp2(0xB00F, 7);
+        coverage::__sanitizer_cov_trace_cmp8(u64::MAX, 3);
+        coverage::__sanitizer_cov_trace_cmp1(9, 10); // 1-byte compares are left out
+        let cases = [3u64, 32, 10, 20, 40];
+        // SAFETY: a switch table as SanitizerCoverage lays it out
+        unsafe { coverage::__sanitizer_cov_trace_switch(25, cases.as_ptr()) };
+    }
+    let (count, entries) = read();
+    assert_eq!(count, 4);
+    assert_eq!(entries, vec![(2, coverage::CMP_CONST, 0xB00F, 7), (8, coverage::CMP_VARIABLE, u64::MAX, 3),
+                             (4, coverage::CMP_SWITCH, 25, 20), (4, coverage::CMP_SWITCH, 25, 40)]);
+    coverage::__sanitizer_cov_trace_cmp4(5, 6); // after end(): not recorded
+    assert_eq!(read().0, 4);
+    {
+        let _recording = ch.compares();
+        for k in 0..6u32 {
+            coverage::__sanitizer_cov_trace_cmp4(1000 + k, 0);
+        }
+    }
+    let (count, entries) = read();
+    assert_eq!(count, 10, "the count goes on past the table");
+    // entries 4..9 went into slots 0, 1, 2, 3, 0, 1: the four most recent are kept
+    let kept: Vec<u64> = entries.iter().map(|e| e.2).collect();
+    assert_eq!(kept, vec![1004, 1005, 1002, 1003]);
+}
