@@ -116,7 +116,12 @@ class Reader:
         return bytes(out)
 
 
+_ONE_BYTE = tuple(bytes((b,)) for b in range(128))
+
+
 def varint(v: int) -> bytes:
+    if v < 0x80:
+        return _ONE_BYTE[v]
     out = bytearray()
     while v >= 0x80:
         out.append(v & 0x7F | 0x80)
@@ -179,7 +184,9 @@ def _minus_one(v: int, default: int) -> int:
     return default if v == 0 else v - 1
 
 
-def decode_layout(rd: Reader, queue: str) -> Layout:
+def _read_chain(rd: Reader):
+    """The structured form up to its header fields: (size, head, mds, table_off, regions,
+    recs, counts), leaving `rd` at the first header field."""
     u8, u16, varint = rd.u8, rd.u16, rd.varint
     code = u8()
     size = SIZES[code] if code < len(SIZES) else 1 << (code & 15) if code < 128 else code
@@ -217,6 +224,12 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
         nxt = u16() if ctl & 8 else None
         counts.append(u8() if ctl & 2 else 0)
         recs.append(Buf(length, flags, addr, nxt))
+    return size, head, mds, table_off, regions, recs, counts
+
+
+def decode_layout(rd: Reader, queue: str) -> Layout:
+    u8, varint = rd.u8, rd.varint
+    size, head, mds, table_off, regions, recs, counts = _read_chain(rd)
     bufs = _tables(recs, counts, 0, len(recs))[0] if any(counts) else tuple(recs)
 
     # the header fields, read for rx too so the extra writes sit at the same place;
@@ -239,6 +252,30 @@ def decode_layout(rd: Reader, queue: str) -> Layout:
         extra.append((gpa, rd.take(varint())))
     return Layout(queue, bufs, header, tuple(regions), size, head,
                   (regions[0].gpa + table_off) & MASK64, None, mds, tuple(extra))
+
+
+# How decode_layout reads each header field from its varint v: v - 1, 0 standing for the
+# default (None: len's default is what the chain carries), or v itself.
+HEADER_PLUS_ONE = (True, True, False, False, True, True, True, False, True, False)
+HEADER_DEFAULTS = (3, 2, 0, 0, None, 1, 5, 0, 262144, 0)
+
+
+def header_fields(data: bytes) -> list[tuple[int, int, int]] | None:
+    """Where a structured-form tx input keeps its header: (start, end, varint) of each of the
+    ten fields in FIELD_NAMES order, read as decode_layout reads them (a field past the end
+    of the input reads as 0, with start == end); None for the raw form and for rx. Lets a
+    mutation rewrite one field by its value (CompareHints, targets/coverage.py)."""
+    rd = Reader(data, 1)
+    if rd.u8() & (RX | RAW):
+        return None
+    _read_chain(rd)
+    varint = rd.varint
+    out = []
+    for _ in FIELD_NAMES:
+        start = rd.pos
+        v = varint()
+        out.append((start, rd.pos, v))
+    return out
 
 
 def _tables(recs, counts, pos: int, count: int):
