@@ -1,6 +1,8 @@
-"""Target coverage (the shm-8bit-v1 channel) against a bug only the target's branches lead to.
+"""Target coverage (the shm-8bit-v1 channel) against a bug only the target's branches lead to,
+and compare hints (shm-8bit-v2) against bugs behind the device's comparisons.
 
     python benchmarks/bench_target_cov.py [--seconds S] [--seeds N] [--parallel N] [--factor F] [--modes M,...]
+                                          [--magic-seconds S] [--heavy-seconds S] [--skip-modes]
 
 A copy of the C example target gets a planted crash behind three tests, one after the
 other, on the high nibble of the low byte of a tx header's src_cid, dst_cid and src_port
@@ -16,6 +18,14 @@ run that does not find it counting as its budget; when most harness runs miss, i
 over F times the target's, and the ratio printed is a lower bound. Then the plain and the instrumented C example
 without the bug, `--pace-runs N` cases each: exec/s with and without target coverage.
 Figures are printed, never asserted: compare runs on the same machine.
+
+Compare hints: the C example built with edges only (-fsanitize-coverage=trace-pc) and with
+edges and compares (trace-pc,trace-cmp, what `make c-target` builds), both under `--coverage
+target`, once per seed: time to the crash behind four magic values in header fields
+(two 32-bit, two 16-bit, compared one after the other: MAGIC_PLANT), and to the three-branch
+plant above, which has no magic value (its nibble tests are 1-byte compares, not recorded):
+its heavy tail is what edges alone leave. Then exec/s of both builds without a plant,
+interleaved, best of 3.
 """
 
 from __future__ import annotations
@@ -66,14 +76,44 @@ RUST_COV = next(RUST.glob("cov/*/release/vsock-target-rust-vmm"), None)  # make 
 SUMMARY = re.compile(r"(\d+) cases in ([0-9.]+)s \((\d+) exec/s")
 
 
-def build(out: Path, source: str, name: str, instrumented: bool) -> str:
+MAGIC_PLANT = """    parse_spec();
+    /* planted: a crash behind four magic values in header fields, compared one after the other */
+    static volatile int gate;  /* a store per gate: nothing for the compiler to fold */
+    if (ans.ok && ans.has_header && !rq.rx) {
+        uint32_t src_port, flags;
+        uint16_t type, op;
+        memcpy(&src_port, ans.header + 16, 4);
+        memcpy(&type, ans.header + 28, 2);
+        memcpy(&op, ans.header + 30, 2);
+        memcpy(&flags, ans.header + 32, 4);
+        if (src_port == 0x5EC0DE17u) {
+            gate = 1;
+            if (type == 0xB00Fu) {
+                gate = 2;
+                if (flags == 0xF1A6C0DEu) {
+                    gate = 3;
+                    if (op == 0x7A11u)
+                        abort();
+                }
+            }
+        }
+    }
+    if (vsock_cov_device)
+"""
+EDGES = "trace-pc"                # edges only: shm-8bit-v1's build
+COMPARES = "trace-pc,trace-cmp"   # edges and compares: shm-8bit-v2's, `make c-target`'s
+
+
+def build(out: Path, source: str, name: str, instrumented, flags: str = COMPARES) -> str:
+    """`source` built as `name` in `out`: plain, or instrumented with -fsanitize-coverage=`flags`
+    and linked with vsock_cov.c."""
     cc = os.environ.get("CC", "cc")
     src = out / f"{name}.c"
     src.write_text(source)
     exe = out / name
     if instrumented:
         subprocess.run([cc, "-O2", "-c", "-o", str(out / "vsock_cov.o"), str(C_DIR / "vsock_cov.c")], check=True)
-        subprocess.run([cc, "-O2", "-fsanitize-coverage=trace-pc", "-o", str(exe), str(src),
+        subprocess.run([cc, "-O2", f"-fsanitize-coverage={flags}", "-o", str(exe), str(src),
                         str(out / "vsock_cov.o")], check=True)
     else:
         subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
@@ -103,11 +143,21 @@ def main() -> None:
     ap.add_argument("--omission-seconds", type=float, default=60.0,
                     help="budget of a run against a bug of omission (0: skip them)")
     ap.add_argument("--skip-planted", action="store_true", help="not the planted target-only bug")
+    ap.add_argument("--magic-seconds", type=float, default=60.0,
+                    help="budget of a run against the four magic values, per build (0: skip them)")
+    ap.add_argument("--heavy-seconds", type=float, default=600.0,
+                    help="budget of a run against the three-branch plant, per build (0: skip them)")
+    ap.add_argument("--skip-modes", action="store_true",
+                    help="not the --coverage modes' comparison on the three-branch plant (only the builds')")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-tcov-build-"))
     source = (C_DIR / "vsock_target.c").read_text()
     assert source.count(PLANT_AT) == 1
-    if not a.skip_planted:
+    if a.magic_seconds:
+        builds_race(a, work, source.replace(PLANT_AT, MAGIC_PLANT), "magic", "four magic values", a.magic_seconds)
+    if a.heavy_seconds:
+        builds_race(a, work, source.replace(PLANT_AT, PLANT), "heavy", "three-branch plant", a.heavy_seconds)
+    if not a.skip_planted and not a.skip_modes:
         planted_bug(a, build(work, source.replace(PLANT_AT, PLANT), "planted_cov", True))
     pace(a, work, source)
     if a.omission_seconds:
@@ -153,36 +203,74 @@ def planted_bug(a, planted: str) -> None:
               + (" or more (the harness median is censored)" if med["harness"] >= budget else ""))
 
 
+def builds_race(a, work: Path, source: str, name: str, label: str, seconds: float) -> None:
+    """Time to the planted crash per seed, the device built with edges only and with edges and
+    compares, under --coverage target; --parallel campaigns at a time, the two builds'
+    interleaved (seed 1 of each, then seed 2...) so that a busy spell of the machine is
+    shared by both."""
+    builds = {"edges": build(work, source, f"{name}_edges", True, EDGES),
+              "edges+compares": build(work, source, f"{name}_compares", True, COMPARES)}
+    print(f"{label}: {a.seeds} seeds, {seconds:g}s each, {a.parallel} campaigns at a time", flush=True)
+
+    def one(job: tuple[str, int]) -> tuple[float, int]:
+        kind, seed = job
+        text = fuzz(builds[kind], "--coverage", "target", "--seed", str(seed), "--max-time", str(seconds),
+                    "--stop-on", "safety.crash")
+        m, rate = FOUND.search(text), SUMMARY.search(text)
+        return (float(m[1]) if m else seconds), (int(rate[3]) if rate else 0)
+    jobs = [(kind, seed) for seed in range(1, a.seeds + 1) for kind in builds]
+    with ThreadPoolExecutor(a.parallel) as pool:
+        got = dict(zip(jobs, pool.map(one, jobs)))
+    for kind in builds:
+        runs = [got[kind, seed] for seed in range(1, a.seeds + 1)]
+        cells = "  ".join(f"{t:6.1f}" if t < seconds else "  miss" for t, _ in runs)
+        print(f"  {label}, {kind:15}: seeds 1-{a.seeds}: {cells}  (s; exec/s {statistics.median(r for _, r in runs):.0f}"
+              f" median)", flush=True)
+    for kind in builds:
+        ts = [got[kind, seed][0] for seed in range(1, a.seeds + 1)]
+        found = [t for t in ts if t < seconds]
+        print(f"  {label}, {kind:15}: found in {len(found)} of {len(ts)}, median {statistics.median(ts):.1f}s, "
+              f"slowest {max(ts):.1f}s" + (" (a miss counts as its budget)" if len(found) < len(ts) else ""),
+              flush=True)
+
+
 def pace(a, work: Path, source: str) -> None:
-    """exec/s of the C example: plain under harness coverage, instrumented under both and
-    target; three rounds, interleaved, best of each."""
+    """exec/s of the C example: plain under harness coverage, instrumented (edges only, and
+    edges and compares) under both and target; three rounds, interleaved, best of each."""
     plain = build(work, source, "plain", False)
-    cov = build(work, source, "cov", True)
+    edges = build(work, source, "edges", True, EDGES)
+    cov = build(work, source, "cov", True, COMPARES)
     runs = (("plain, harness coverage", plain, "harness"),
-            ("instrumented, --coverage both", cov, "both"),
-            ("instrumented, --coverage target", cov, "target"))
+            ("edges, --coverage target", edges, "target"),
+            ("edges+compares, --coverage both", cov, "both"),
+            ("edges+compares, --coverage target", cov, "target"))
     rates = dict.fromkeys((label for label, _, _ in runs), 0)
     for _ in range(3):
         for label, target, mode in runs:
             m = SUMMARY.search(fuzz(target, "--coverage", mode, "--runs", str(a.pace_runs), "--seed", "1"))
             rates[label] = max(rates[label], int(m[3]) if m else 0)
     for label, v in rates.items():
-        print(f"  C example, {label:32}: {v} exec/s (best of 3)", flush=True)
+        print(f"  C example, {label:34}: {v} exec/s (best of 3)", flush=True)
     base = rates["plain, harness coverage"] or 1
     print("exec/s relative to the plain target: " +
           ", ".join(f"{k} {v / base:.2f}" for k, v in rates.items()))
+    e, c = rates["edges, --coverage target"], rates["edges+compares, --coverage target"]
+    print(f"compare hints' cost in exec/s under --coverage target: {100 * (1 - c / max(e, 1)):.0f}%", flush=True)
 
 
 def omissions(a, work: Path, source: str) -> None:
     """Where the device has no branch for its bug: time to the first finding of the oracle
-    that stands for it, per mode (plain target under harness coverage), from the packaged
-    seeds and from an empty corpus (where only guidance gets there)."""
+    that stands for it, per mode (plain target under harness coverage; under target, built with
+    edges only and with compares too), from the packaged seeds and from an empty corpus (where
+    only guidance gets there)."""
     for name, check, removed, oracle in OMISSIONS:
         assert source.count(check) == 1, check
         plain = build(work, source.replace(check, removed), f"{name}_plain", False)
+        edges = build(work, source.replace(check, removed), f"{name}_edges", True, EDGES)
         cov = build(work, source.replace(check, removed), f"{name}_cov", True)
         for start in ((), ("--no-seeds",)):
-            for mode, target in (("harness", plain), ("both", cov), ("target", cov)):
+            for label, mode, target in (("harness", "harness", plain), ("both", "both", cov),
+                                        ("target, edges", "target", edges), ("target", "target", cov)):
                 times = []
                 for seed in range(1, a.seeds + 1):
                     text = fuzz(target, "--coverage", mode, "--seed", str(seed), "--max-time",
@@ -190,8 +278,25 @@ def omissions(a, work: Path, source: str) -> None:
                     m = re.search(rf"NEW finding: {re.escape(oracle)} .* after ([0-9.]+)s", text)
                     times.append(float(m[1]) if m else a.omission_seconds)
                 print(f"  C example without its {name} check, {'no seeds' if start else 'seeds'}, --coverage "
-                      f"{mode:7}: {oracle} after {statistics.median(times):.1f}s (median of {len(times)}; found in "
-                      f"{sum(t < a.omission_seconds for t in times)})", flush=True)
+                      f"{label:13}: {oracle} after {statistics.median(times):.1f}s (median of {len(times)}; found in "
+                      f"{sum(t < a.omission_seconds for t in times)}; slowest {max(times):.1f}s)", flush=True)
+
+
+def rust_edges_only():
+    """rust-vmm 0.12.0's target built as `make adapters` builds it but without compare tracing
+    (shm-8bit-v1's build), in target/cov-edges; None without cargo."""
+    flags = subprocess.run(["make", "-s", "--no-print-directory", "-pn"], cwd=ROOT, capture_output=True, text=True).stdout
+    line = next((ln for ln in flags.splitlines() if ln.startswith("RUST_COV_FLAGS :=")), None)
+    host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout if shutil.which("rustc") else ""
+    host = next((ln.split(": ", 1)[1] for ln in host.splitlines() if ln.startswith("host: ")), None)
+    if line is None or host is None or not shutil.which("cargo"):
+        return None
+    rustflags = line.split(":=", 1)[1].replace("-C llvm-args=-sanitizer-coverage-trace-compares", "").strip()
+    done = subprocess.run(["cargo", "build", "--release", "--locked", "--target", host, "--target-dir", "target/cov-edges",
+                           "-p", "vsock-target-rust-vmm"], cwd=ROOT / "adapters" / "rust", capture_output=True, text=True,
+                          env={**os.environ, "RUSTFLAGS": rustflags})
+    exe = RUST / "cov-edges" / host / "release" / "vsock-target-rust-vmm"
+    return exe if done.returncode == 0 and exe.exists() else None
 
 
 def rust_vmm(a) -> None:
@@ -202,8 +307,10 @@ def rust_vmm(a) -> None:
     if RUST_COV is None or not RUST_PLAIN.exists():
         print("rust-vmm: not built (make adapters)")
         return
+    edges = rust_edges_only()
     for label, target, mode in (("plain, --coverage harness", RUST_PLAIN, "harness"),
                                 ("instrumented, --coverage both", RUST_COV, "both"),
+                                *([("edges only, --coverage target", edges, "target")] if edges else []),
                                 ("instrumented, --coverage target", RUST_COV, "target")):
         m = SUMMARY.search(fuzz(str(target), "--coverage", mode, "--runs", str(a.pace_runs), "--seed", "1"))
         seeded, empty, first = [], [], set()

@@ -140,4 +140,7 @@ def _report(rep: dict, camp, code: int, args) -> None:
         rep["target"]["guided_by"] = camp.o.coverage
     if camp.pool.tcov() is not None:  # the target took the coverage channel
         stats["target_coverage"] = camp.pool.tcov()
+    if camp.pool.tcmp() is not None:  # and recorded its compares (shm-8bit-v2)
+        stats["target_compares_fed"] = camp.pool.tcmp()
+        stats["target_compares_written"] = camp.pool.thint()
     report.write_for_args(report.finish(rep, exit_code=code, stats=stats, error=camp.why_incomplete()), args)

@@ -40,6 +40,8 @@ class Worker:
     ft: int = 0
     corp: int = 0
     tcov: int | None = None  # the target's coverage counters seen non-zero (None: no channel)
+    tcmp: int | None = None  # the target's compare pairs handed to libFuzzer (None: no compare table)
+    thint: int = 0  # inputs the custom crossover wrote one of those pairs into
     tail: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     hits: dict = field(default_factory=dict)
@@ -161,6 +163,15 @@ class Figures:
         seen = [w.tcov for w in self.workers if w.tcov is not None]
         return max(seen) if seen else None
 
+    def tcmp(self) -> int | None:
+        """The target's compare pairs (shm-8bit-v2) handed to libFuzzer, over all workers; None when
+        no worker's target records its compares."""
+        fed = [w.tcmp for w in self.workers if w.tcmp is not None]
+        return sum(fed) if fed else None
+
+    def thint(self) -> int:
+        return sum(w.thint for w in self.workers)
+
     def corp(self) -> int:
         return max((w.corp for w in self.workers), default=0)
 
@@ -233,6 +244,9 @@ class Pool(Figures):
             w.unsupported = msg["unsupported"]
         if "tcov" in msg:
             w.tcov = max(w.tcov or 0, msg["tcov"])
+        if "tcmp" in msg:
+            w.tcmp = max(w.tcmp or 0, msg["tcmp"])
+            w.thint = max(w.thint, msg.get("thint", 0))
         if "fatal" in msg:
             self.fatal = msg["fatal"]
         if "finding" in msg:

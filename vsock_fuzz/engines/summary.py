@@ -55,9 +55,11 @@ def summary(c: Ended) -> Iterator[str]:
     yield ""
     yield (f"== vsock-fuzz summary: target {o.target}, {n} cases in {t:.1f}s ({int(n / t)} exec/s; "
            + ", ".join(f"{e} {k}" for e, k in execs_by_engine(pool).items()) + f"), stopped: {c.stop_reason}")
-    tcov = pool.tcov()
+    tcov, tcmp = pool.tcov(), pool.tcmp()
     yield (f"   coverage {pool.cov()}" + ("" if tcov is None else f" ({tcov} of them the target's own edges, "
                                           f"about {max(pool.cov() - tcov, 0)} the harness's)")
+           + ("" if tcmp is None else f", {tcmp} compare pairs of the target's handed to libFuzzer "
+                                      f"({pool.thint()} inputs written from them)")
            + f", corpus {pool.corp()}, findings in {o.out}/")
     yield from unsupported_note(pool.unsupported(), n, pool.unsupported_examples())
     if not findings:

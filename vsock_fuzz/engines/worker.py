@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 
-from .percase import DETERMINISM_EVERY, case_checker, hypothesis_one_input, instrumented, uninstrumented
+from .percase import DETERMINISM_EVERY, case_checker, coverage_plan, hypothesis_one_input
 
 STALE_CLAIM = 10.0  # seconds after which a claim without its finding is one whose writer died
 KEEP_BELOW = 20  # distinct findings kept on disk per oracle and worker below --fail-on
@@ -170,7 +170,8 @@ def worker(cfg: dict) -> None:
     """Run one engine under libFuzzer until the parent stops it or the flags end it."""
     import atheris
     stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
-    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}, "region": None}
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}, "region": None,
+             "hints": None}
     coverage = cfg.get("coverage")  # target | harness | both; None: both when the target offers the channel
 
     def send(msg: dict) -> None:
@@ -184,7 +185,8 @@ def worker(cfg: dict) -> None:
             state["target"].close()
         try:
             stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"],
-                                    "unsupported": state["unsupported"], **_coverage_figures(state["region"])}) + "\n")
+                                    "unsupported": state["unsupported"],
+                                    **_coverage_figures(state["region"], state["hints"])}) + "\n")
             stats.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass
@@ -192,12 +194,8 @@ def worker(cfg: dict) -> None:
 
     # --coverage target: the target's edges alone guide libFuzzer, our Python is not instrumented.
     # With the compiled core, its counters are the model's edges (register_core below).
-    from ..model.compiled import load as load_core
-    compiled = coverage != "target" and cfg["engine"] == "atheris" and cfg["profile"] == "spec" \
-        and load_core() is not None
-    include = instrumented(cfg["target"], compiled) if coverage != "target" else []
-    instrument = atheris.instrument_imports(include=include, exclude=uninstrumented(cfg["target"], compiled)) \
-        if include else contextlib.nullcontext()
+    include, exclude, compiled = coverage_plan(cfg["target"], cfg["profile"], cfg["engine"], coverage)
+    instrument = atheris.instrument_imports(include=include, exclude=exclude) if include else contextlib.nullcontext()
     with instrument:
         from ..targets import TargetError, open_target
         try:
@@ -230,14 +228,21 @@ def worker(cfg: dict) -> None:
             rec.record(findings)
         elif answer.unsupported:
             count_unsupported(unsupported, answer.detail)
-        if region is not None and not region.screen() and state["execs"] & 31 == 0:
-            region.sample()  # between the target's answer and libFuzzer's clearing the counters
+        if region is not None:
+            garbage = region.screen()
+            if not garbage and state["execs"] & 31 == 0:
+                region.sample()  # between the target's answer and libFuzzer's clearing the counters
+            if hints is not None:  # before libFuzzer mutates the next input from its compare tables
+                if garbage:
+                    hints.drop()
+                else:
+                    hints.feed()
         if state["execs"] & 127 == 0:
             now = time.monotonic()
             if now - state["last"] >= 0.25:
                 state["last"] = now
                 send({"execs": state["execs"], "hits": rec.hits, "unsupported": unsupported,
-                      **_coverage_figures(region)})
+                      **_coverage_figures(region, hints)})
 
     def guarded(run):
         def TestOneInput(data: bytes) -> None:
@@ -255,10 +260,20 @@ def worker(cfg: dict) -> None:
         def run(data: bytes):
             _, findings, answer = check(data)
             return findings, answer
-    atheris.Setup([sys.argv[0], *cfg["flags"], *cfg["corpus"]], guarded(run))
+    hints, setup = None, {}
+    if region is not None and region.compares:  # the target records its compares (shm-8bit-v2)
+        from ..targets.coverage import FEED_REFRESH, CompareHints, preload_custom_crossover
+        # Instrumented Python compares write libFuzzer's 8-byte table too: refresh it.
+        hints = state["hints"] = CompareHints(region, refresh=0 if coverage == "target" else FEED_REFRESH)
+        if cfg["engine"] == "atheris":  # its inputs are binary cases; Hypothesis's are choice sequences
+            setup["custom_crossover"] = hints.crossover
+            preload_custom_crossover()  # before register_with_libfuzzer loads libFuzzer
+    atheris.Setup([sys.argv[0], *cfg["flags"], *cfg["corpus"]], guarded(run), **setup)
     if region is not None:
         from ..targets.coverage import register_with_libfuzzer
         register_with_libfuzzer(region)  # before Fuzz(): one more module of 8-bit counters
+        if hints is not None:
+            hints.bind()
     if compiled:
         from ..targets.coverage import register_core
         register_core()  # the model's decisions, as atheris instruments the Python model
@@ -296,9 +311,14 @@ def _offer_coverage(target, mode):
     return None
 
 
-def _coverage_figures(region) -> dict:
-    """What a stats message says of the target's coverage: `tcov`, the counters seen non-zero."""
-    return {} if region is None else {"tcov": region.seen(), "tcov_garbage": region.garbage}
+def _coverage_figures(region, hints=None) -> dict:
+    """What a stats message says of the target's coverage: `tcov`, the counters seen non-zero;
+    `tcmp`, the device's compare pairs fed to libFuzzer's tables, `thint`, inputs its custom
+    crossover wrote one into (shm-8bit-v2)."""
+    if region is None:
+        return {}
+    return {"tcov": region.seen(), "tcov_garbage": region.garbage,
+            **({"tcmp": hints.fed, "thint": hints.hinted} if hints else {})}
 
 
 def _hypothesis_run(evaluate_case):
