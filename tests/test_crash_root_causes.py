@@ -30,6 +30,7 @@ TX = assemble(linux_tx("6.2", 5))
 ODD_TX = TX._replace(max_data_size=667)   # dying.py dies on an odd max_data_size
 ODD_TX_AGAIN = TX._replace(max_data_size=4097)
 ODD_RX = assemble(linux_rx("6.2"))._replace(max_data_size=667)
+ODD_TX_INDIRECT = assemble(linux_tx("6.2", 5, indirect=True))._replace(max_data_size=667)
 
 
 def dying(kind: str, site: str = "", **kw) -> CommandTarget:
@@ -67,13 +68,15 @@ def test_two_devices_dying_at_two_sites_are_two_root_causes(kind, here, there):
 def test_one_site_hit_on_other_cases_and_other_processes_is_one_root_cause():
     a = dying("panic", "src/tx.rs:40:17")
     try:
-        # Another index in the message, another pid and thread id, another queue: one bug.
-        causes = crash_causes([(a, ODD_TX), (a, ODD_TX_AGAIN), (a, ODD_RX)])
+        # Another index in the message, another pid and thread id, another queue, a chain through
+        # an indirect table (the site says where the device died; a direct and an indirect walk
+        # are two bugs only when no site tells them apart): one bug.
+        causes = crash_causes([(a, ODD_TX), (a, ODD_TX_AGAIN), (a, ODD_RX), (a, ODD_TX_INDIRECT)])
     finally:
         a.close()
     assert [c.title for c in causes] == [
         "crashes (panicked at src/tx.rs:40:17: index out of bounds: the len is N but the index is N)"]
-    assert len(set(causes[0].members)) == 2, "tx and rx are two findings of the one root cause"
+    assert len(set(causes[0].members)) == 2, "tx (direct or indirect) and rx: two findings of the one root cause"
 
 
 def test_a_crash_finding_keeps_the_stderr_tail_and_is_titled_from_all_of_it():

@@ -79,10 +79,11 @@ class _Context:
         func(self, *args)
 
     def emit(self, message: str, signature: str = "", *, severity: str | None = None,
-             rule: str | None = None, answer: Answer | None = None) -> None:
+             rule: str | None = None, answer: Answer | None = None, indirect: bool | None = None) -> None:
         o = self.current
+        indirect = self.indirect if indirect is None else indirect
         self.out.append(Finding(o.name, o.family, severity or o.severity, rule or o.rule, message,
-                                self.case, answer or self.answer, signature, indirect=self.indirect))
+                                self.case, answer or self.answer, signature, indirect=indirect))
 
     # What several oracles read, computed once.
 

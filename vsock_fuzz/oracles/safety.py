@@ -25,9 +25,15 @@ from .finding import oracle
 def no_crash(ctx: _Context) -> None:
     if ctx.answer.error_class == "crash":
         # A process target's title names the crash site (targets.crash_title): one bug, one
-        # finding. A py: target's crash has none; its exception's type tells crashes apart.
+        # finding, whether the chain went through an indirect table or not; and no walk of the
+        # case, whose coverage (the Python model's, under a fuzz worker) would keep crashing
+        # inputs in the corpus. A py: target's crash has none; its exception's type and the
+        # chain's shape tell crashes apart.
         answer = ctx.answer
-        ctx.emit(f"the target crashed: {answer.detail}", answer.title or answer.detail.split(":", 1)[0][:60])
+        if answer.title:
+            ctx.emit(f"the target crashed: {answer.detail}", answer.title, indirect=False)
+        else:
+            ctx.emit(f"the target crashed: {answer.detail}", answer.detail.split(":", 1)[0][:60])
 
 
 @oracle("safety.hang", "critical", "2.7.13.1: a chain is finite; a device bounds its walk (virtio-queue 0.6.1 loop)")
