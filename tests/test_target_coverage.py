@@ -213,6 +213,18 @@ def test_campaign_against_the_instrumented_c_target(coverage, tmp_path):
     assert "the target's own edges" in done.stdout
 
 
+def test_a_run_shorter_than_a_stats_message_still_reports_the_target_s_coverage(tmp_path):
+    # Done before the worker's first stats message (0.25 s in): libFuzzer ends the run with its
+    # exit(), and the worker's last words still carry the target's figures.
+    done = fuzz("--target", f"cmd:{instrumented_c_target()}", "--runs", "40", "--coverage", "target",
+                "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    done_line = next(ln for ln in done.stdout.splitlines() if "DONE" in ln)
+    assert int(done_line.split("tcov: ")[1].split()[0]) > 20, done_line
+    stats = json.loads((tmp_path / "r.json").read_text())["stats"]
+    assert stats["cases"] == int(done_line[1:].split()[0]) and stats["target_compares_fed"] > 0, stats
+
+
 def test_coverage_target_needs_a_target_that_offers_it():
     done = fuzz("--target", f"cmd:{shlex.quote(sys.executable)} {COVTARGET} ignore", "--runs", "50",
                 "--coverage", "target")

@@ -180,7 +180,7 @@ def worker(cfg: dict) -> None:
         except (BrokenPipeError, OSError):  # the parent is gone
             finish(0)
 
-    def finish(code: int, *_):
+    def last_words() -> None:
         if state["target"] is not None:
             state["target"].close()
         try:
@@ -190,6 +190,9 @@ def worker(cfg: dict) -> None:
             stats.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass
+
+    def finish(code: int, *_):
+        last_words()
         os._exit(code)
 
     # --coverage target: the target's edges alone guide libFuzzer, our Python is not instrumented.
@@ -277,7 +280,22 @@ def worker(cfg: dict) -> None:
     if compiled:
         from ..targets.coverage import register_core
         register_core()  # the model's decisions, as atheris instruments the Python model
+    state["on_exit"] = _on_exit(last_words)
     atheris.Fuzz()
+
+
+def _on_exit(func):
+    """Run `func` when libFuzzer ends the process with exit() (-runs reached), which runs no Python
+    atexit: else the cases since the last stats message, and a fast run's coverage figures, are
+    lost. Returns what must be kept alive; None where the C library has no on_exit."""
+    import ctypes
+    try:
+        register = ctypes.CDLL(None).on_exit
+    except AttributeError:
+        return None
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(lambda status, arg: func())
+    register(callback, None)
+    return callback
 
 
 
