@@ -16,7 +16,8 @@ fuzzed from the packaged seeds with `--stop-on safety.crash`, once per seed and 
 the `target` median as its budget. The figure is the median time to the first finding, a
 run that does not find it counting as its budget; when most harness runs miss, its median is
 over F times the target's, and the ratio printed is a lower bound. Then the plain and the instrumented C example
-without the bug, `--pace-runs N` cases each: exec/s with and without target coverage.
+without the bug: the cost of a case, with and without target coverage (pace(): cases N to 3N of
+a campaign, `--pace-runs N`).
 Figures are printed, never asserted: compare runs on the same machine.
 
 Compare hints: the C example built with edges only (-fsanitize-coverage=trace-pc) and with
@@ -24,15 +25,17 @@ edges and compares (trace-pc,trace-cmp, what `make c-target` builds), both under
 target`, once per seed: time to the crash behind four magic values in header fields
 (two 32-bit, two 16-bit, compared one after the other: MAGIC_PLANT), and to the three-branch
 plant above, which has no magic value (its nibble tests are 1-byte compares, not recorded):
-its heavy tail is what edges alone leave. Then exec/s of both builds without a plant,
-interleaved, best of 3.
+its heavy tail is what edges alone leave. Then the cost of a case of both builds without a
+plant, and of the compares build with its hints turned off.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -137,7 +140,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2, help="campaigns at a time")
     ap.add_argument("--factor", type=float, default=5.0,
                     help="--coverage harness runs get this many times the --coverage target median")
-    ap.add_argument("--pace-runs", type=int, default=20000)
+    ap.add_argument("--pace-runs", type=int, default=20000, help="N: the cost of cases N to 3N (0: skip)")
     ap.add_argument("--modes", default="target,both", help="guided --coverage modes, comma-separated")
     ap.add_argument("--rust-seconds", type=float, default=60.0, help="budget of a rust-vmm run (0: skip them)")
     ap.add_argument("--omission-seconds", type=float, default=60.0,
@@ -235,27 +238,62 @@ def builds_race(a, work: Path, source: str, name: str, label: str, seconds: floa
 
 
 def pace(a, work: Path, source: str) -> None:
-    """exec/s of the C example: plain under harness coverage, instrumented (edges only, and
-    edges and compares) under both and target; three rounds, interleaved, best of each."""
+    """The per-case cost of the C example: plain under harness coverage, instrumented (edges
+    only; edges and compares) under --coverage target and both, and the compares build with
+    its hints turned off (VSOCK_FUZZ_COMPARE_HINTS=0: shm-8bit-v1 taken, the same binary).
+    Each is run for N and 3N cases from one seed (the first N cases are the same) and what the
+    2N cases between cost is its figure: CPU time of every process (harness and target) per
+    case, and cases per second of wall time; a campaign's start (a second or so) is not in
+    it. Medians over --seeds seeds, the configurations interleaved per seed."""
+    if not a.pace_runs:
+        return
     plain = build(work, source, "plain", False)
     edges = build(work, source, "edges", True, EDGES)
     cov = build(work, source, "cov", True, COMPARES)
-    runs = (("plain, harness coverage", plain, "harness"),
-            ("edges, --coverage target", edges, "target"),
-            ("edges+compares, --coverage both", cov, "both"),
-            ("edges+compares, --coverage target", cov, "target"))
-    rates = dict.fromkeys((label for label, _, _ in runs), 0)
-    for _ in range(3):
-        for label, target, mode in runs:
-            m = SUMMARY.search(fuzz(target, "--coverage", mode, "--runs", str(a.pace_runs), "--seed", "1"))
-            rates[label] = max(rates[label], int(m[3]) if m else 0)
-    for label, v in rates.items():
-        print(f"  C example, {label:34}: {v} exec/s (best of 3)", flush=True)
-    base = rates["plain, harness coverage"] or 1
-    print("exec/s relative to the plain target: " +
-          ", ".join(f"{k} {v / base:.2f}" for k, v in rates.items()))
-    e, c = rates["edges, --coverage target"], rates["edges+compares, --coverage target"]
-    print(f"compare hints' cost in exec/s under --coverage target: {100 * (1 - c / max(e, 1)):.0f}%", flush=True)
+    runs = (("plain, --coverage harness", plain, "harness", True),
+            ("edges, --coverage target", edges, "target", True),
+            ("edges+compares, hints off, target", cov, "target", False),
+            ("edges+compares, --coverage target", cov, "target", True),
+            ("edges+compares, --coverage both", cov, "both", True))
+    got: dict = {label: [] for label, *_ in runs}
+    for seed in range(1, a.seeds + 1):
+        for label, target, mode, hints in runs:
+            got[label].append(marginal(target, mode, seed, a.pace_runs, hints))
+    cpu = {k: statistics.median(c for c, _ in v) for k, v in got.items()}
+    wall = {k: statistics.median(w for _, w in v) for k, v in got.items()}
+    for label in got:
+        print(f"  C example, {label:34}: {cpu[label]:6.1f} us of CPU per case, {wall[label]:7.0f} cases/s "
+              f"(medians of {a.seeds}, cases {a.pace_runs}-{3 * a.pace_runs})", flush=True)
+    base = wall["plain, --coverage harness"] or 1
+    print("cases/s relative to the plain target: " + ", ".join(f"{k} {v / base:.2f}" for k, v in wall.items()))
+    e, off, on = (wall[k] for k in ("edges, --coverage target", "edges+compares, hints off, target",
+                                    "edges+compares, --coverage target"))
+    ce, con = cpu["edges, --coverage target"], cpu["edges+compares, --coverage target"]
+    print(f"compare hints' cost under --coverage target, against the edges-only build: {100 * (1 - on / e):.0f}% "
+          f"in cases/s, {100 * (con / ce - 1):.0f}% in CPU per case; of it the compares build with hints off: "
+          f"{100 * (1 - off / e):.0f}% in cases/s", flush=True)
+
+
+def marginal(target: str, mode: str, seed: int, n: int, hints: bool = True) -> tuple[float, float]:
+    """(CPU microseconds per case, cases per second) of cases n to 3n of a campaign from `seed`."""
+    def one(runs: int) -> tuple[int, float, float]:
+        out = Path(tempfile.mkdtemp(prefix="bench-tcov-"))
+        env = {**os.environ, "VSOCK_FUZZ_COMPARE_HINTS": "1" if hints else "0"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process the campaign waited for
+        subprocess.run([sys.executable, "-m", "vsock_fuzz", "fuzz", "--target", f"cmd:{target}", "--out", str(out),
+                        "--minimize-time", "0", "--coverage", mode, "--runs", str(runs), "--seed", str(seed),
+                        "--json", str(out / "r.json")], capture_output=True, cwd=ROOT, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            stats = json.loads((out / "r.json").read_text())["stats"]
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return stats["cases"], stats["seconds"], cpu
+    n1, w1, c1 = one(n)
+    n2, w2, c2 = one(3 * n)
+    cases = max(n2 - n1, 1)
+    return 1e6 * (c2 - c1) / cases, cases / max(w2 - w1, 1e-3)
 
 
 def omissions(a, work: Path, source: str) -> None:
@@ -312,7 +350,7 @@ def rust_vmm(a) -> None:
                                 ("instrumented, --coverage both", RUST_COV, "both"),
                                 *([("edges only, --coverage target", edges, "target")] if edges else []),
                                 ("instrumented, --coverage target", RUST_COV, "target")):
-        m = SUMMARY.search(fuzz(str(target), "--coverage", mode, "--runs", str(a.pace_runs), "--seed", "1"))
+        _, rate = marginal(str(target), mode, 1, a.pace_runs or 20000)
         seeded, empty, first = [], [], set()
         for seed in range(1, a.seeds + 1):
             f = FOUND_ERROR.search(fuzz(str(target), "--coverage", mode, "--seed", str(seed),
@@ -322,7 +360,7 @@ def rust_vmm(a) -> None:
             f = FOUND_ERROR.search(fuzz(str(target), "--coverage", mode, "--seed", str(seed), "--no-seeds",
                                         "--max-time", str(a.rust_seconds), "--stop-on", "interop.linux-rejected"))
             empty.append(float(f[2]) if f and f[1] == "interop.linux-rejected" else a.rust_seconds)
-        print(f"  rust-vmm 0.12.0, {label:32}: {int(m[3]) if m else 0} exec/s; first error after "
+        print(f"  rust-vmm 0.12.0, {label:32}: {rate:.0f} cases/s; first error after "
               f"{statistics.median(seeded):.1f}s ({', '.join(sorted(first))}); from no seeds, "
               f"interop.linux-rejected after {statistics.median(empty):.1f}s (found in "
               f"{sum(t < a.rust_seconds for t in empty)}); medians of {a.seeds}", flush=True)

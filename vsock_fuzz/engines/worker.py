@@ -305,7 +305,7 @@ def _offer_coverage(target, mode):
     take it is given no region (it runs as it always did); under --coverage target that is an
     error (TargetError), as is a target without a process."""
     from ..targets.base import TargetError
-    from ..targets.coverage import CHANNEL, CoverageError, Region
+    from ..targets.coverage import CHANNEL, CMP_SLOTS, CoverageError, Region
     if mode == "harness":
         return None
     if not hasattr(target, "coverage"):
@@ -313,7 +313,9 @@ def _offer_coverage(target, mode):
             raise TargetError("--coverage target needs a cmd: target that offers the coverage channel")
         return None
     try:
-        region = Region()
+        # VSOCK_FUZZ_COMPARE_HINTS=0 offers shm-8bit-v1 alone: the device's compares go unused, to
+        # measure what they cost with one build (benchmarks/bench_target_cov.py).
+        region = Region(slots=0 if os.environ.get("VSOCK_FUZZ_COMPARE_HINTS") == "0" else CMP_SLOTS)
     except CoverageError as e:
         if mode == "target":
             raise TargetError(str(e)) from None
