@@ -272,6 +272,36 @@ def pace(a, work: Path, source: str) -> None:
     print(f"compare hints' cost under --coverage target, against the edges-only build: {100 * (1 - on / e):.0f}% "
           f"in cases/s, {100 * (con / ce - 1):.0f}% in CPU per case; of it the compares build with hints off: "
           f"{100 * (1 - off / e):.0f}% in cases/s", flush=True)
+    device_cost(edges, cov)
+
+
+def device_cost(edges: str, cov: str, rounds: int = 3) -> None:
+    """What the device's own hooks cost, apart from which cases a campaign goes on to make: the
+    target's CPU per case, built with edges only and with compares, each given its region as a
+    campaign gives it (the compare table read and emptied after each case), over the same
+    cases (bench_targets.cases), without libFuzzer; rounds interleaved, the fastest of each."""
+    from bench_targets import cases, cpu_of
+    from vsock_fuzz.targets import CommandTarget
+    from vsock_fuzz.targets.coverage import CMP_SLOTS, CompareHints, Region
+    mix = cases(5000) * 10
+    best = {}
+    for _ in range(rounds):
+        for label, exe, slots in (("edges", edges, 0), ("edges+compares", cov, CMP_SLOTS)):
+            target = CommandTarget([exe])
+            region = target.coverage = Region(slots=slots)
+            target.device  # noqa: B018  (starts it)
+            hints = CompareHints(region) if region.compares else None  # unbound: empties the table
+            before = cpu_of(target.proc.pid)
+            for case in mix:
+                target.parse(case)
+                if hints:
+                    hints.feed()
+            used = cpu_of(target.proc.pid) - before
+            target.close()
+            best[label] = min(best.get(label, used), used)
+    e, c = (1e6 * best[k] / len(mix) for k in ("edges", "edges+compares"))
+    print(f"  the C example's own CPU per case, the same {len(mix)} cases: edges {e:.1f} us, edges+compares "
+          f"{c:.1f} us (its compare hooks: {c - e:+.1f} us a case)", flush=True)
 
 
 def marginal(target: str, mode: str, seed: int, n: int, hints: bool = True) -> tuple[float, float]:
