@@ -130,7 +130,7 @@ def content_probe(case: Case, device: Device = ASSUMED) -> Case | None:
     data = base + (HEADER_SIZE if two else PAGE)
     # The header and payload bytes as written: the device sees exactly the case's (unwritten memory is zero).
     payload = mem.gather(chain.stream(HEADER_SIZE, n))
-    extra = ((base, raw),) + (((data, payload),) if any(payload) else ())
+    extra = ((base, raw),) + (((data, payload),) if payload.count(0) != len(payload) else ())  # a byte not zero
     return assemble(Layout("tx", bufs, regions=(Region(0, data + n + PAGE),), size=size,
                            max_data_size=case.max_data_size, extra=extra))
 
