@@ -298,7 +298,6 @@ def _on_exit(func):
     return callback
 
 
-
 def _offer_coverage(target, mode):
     """The coverage region `target` counts its edges in (targets.coverage), or None: harness
     coverage only. Starts the target, whose hello settles the channel. A target that does not
