@@ -65,6 +65,7 @@ PLANT = """    parse_spec();
 """
 FOUND = re.compile(r"NEW finding: safety\.crash .* after ([0-9.]+)s")
 FOUND_ERROR = re.compile(r"NEW finding: (\S+) \((?:error|critical)\) after ([0-9.]+)s")
+LINUX_REJECTED = re.compile(r"NEW finding: interop\.linux-rejected .* after ([0-9.]+)s")
 # Bugs of omission, as in the zoo (zoo/rx_readable.py, zoo/max_len.py): a check the model makes
 # and the device lacks, so the device has no branch for it; (name, check, check removed, oracle).
 OMISSIONS = (
@@ -123,11 +124,12 @@ def build(out: Path, source: str, name: str, instrumented, flags: str = COMPARES
     return str(exe)
 
 
-def fuzz(target: str, *args: str) -> str:
+def fuzz(target: str, *args: str, env: dict | None = None) -> str:
     out = tempfile.mkdtemp(prefix="bench-tcov-")
     try:
         done = subprocess.run([sys.executable, "-m", "vsock_fuzz", "fuzz", "--target", f"cmd:{target}", "--out", out,
-                               "--minimize-time", "0", *args], capture_output=True, text=True, cwd=ROOT)
+                               "--minimize-time", "0", *args], capture_output=True, text=True, cwd=ROOT,
+                              env=None if env is None else {**os.environ, **env})
         return done.stdout + done.stderr
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -307,17 +309,13 @@ def device_cost(edges: str, cov: str, rounds: int = 3) -> None:
 def marginal(target: str, mode: str, seed: int, n: int, hints: bool = True) -> tuple[float, float]:
     """(CPU microseconds per case, cases per second) of cases n to 3n of a campaign from `seed`."""
     def one(runs: int) -> tuple[int, float, float]:
-        out = Path(tempfile.mkdtemp(prefix="bench-tcov-"))
-        env = {**os.environ, "VSOCK_FUZZ_COMPARE_HINTS": "1" if hints else "0"}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process the campaign waited for
-        subprocess.run([sys.executable, "-m", "vsock_fuzz", "fuzz", "--target", f"cmd:{target}", "--out", str(out),
-                        "--minimize-time", "0", "--coverage", mode, "--runs", str(runs), "--seed", str(seed),
-                        "--json", str(out / "r.json")], capture_output=True, cwd=ROOT, env=env)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        try:
-            stats = json.loads((out / "r.json").read_text())["stats"]
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="bench-tcov-") as tmp:
+            report = Path(tmp) / "r.json"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process the campaign waited for
+            fuzz(target, "--coverage", mode, "--runs", str(runs), "--seed", str(seed), "--json", str(report),
+                 env={"VSOCK_FUZZ_COMPARE_HINTS": "1" if hints else "0"})
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stats = json.loads(report.read_text())["stats"]
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         return stats["cases"], stats["seconds"], cpu
     n1, w1, c1 = one(n)
@@ -387,9 +385,10 @@ def rust_vmm(a) -> None:
                                         "--max-time", str(a.rust_seconds), "--stop-on", "fail"))
             seeded.append(float(f[2]) if f else a.rust_seconds)
             first.add(f[1] if f else "none")
-            f = FOUND_ERROR.search(fuzz(str(target), "--coverage", mode, "--seed", str(seed), "--no-seeds",
-                                        "--max-time", str(a.rust_seconds), "--stop-on", "interop.linux-rejected"))
-            empty.append(float(f[2]) if f and f[1] == "interop.linux-rejected" else a.rust_seconds)
+            # Its own line: another error finding may come first.
+            f = LINUX_REJECTED.search(fuzz(str(target), "--coverage", mode, "--seed", str(seed), "--no-seeds",
+                                           "--max-time", str(a.rust_seconds), "--stop-on", "interop.linux-rejected"))
+            empty.append(float(f[1]) if f else a.rust_seconds)
         print(f"  rust-vmm 0.12.0, {label:32}: {rate:.0f} cases/s; first error after "
               f"{statistics.median(seeded):.1f}s ({', '.join(sorted(first))}); from no seeds, "
               f"interop.linux-rejected after {statistics.median(empty):.1f}s (found in "
