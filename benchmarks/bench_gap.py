@@ -238,7 +238,11 @@ def core_phases(target, inputs: list, seconds: float) -> tuple[dict, int, float]
             totals["compare (core)"] += t3 - t2
             if not agree:
                 differing += 1
-                judge(target, case or cc.case(), answer, determinism=DETERMINISM_EVERY)
+                if native and not answer.faulted:
+                    target.post(cc)  # the second ask, answered while judge runs (as percase does)
+                judge(target, case or cc.case(), answer, determinism=DETERMINISM_EVERY, sent=cc if native else None)
+                if native:
+                    target.drop_posted()
                 totals["judge: answer differs"] += pc() - t3
             elif n % DETERMINISM_EVERY == 0:
                 target.parse(cc if native else case)

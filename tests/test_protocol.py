@@ -20,6 +20,7 @@ from vsock_fuzz.targets import CommandTarget, open_target
 
 PY = shlex.quote(sys.executable)
 MISBEHAVE = Path(__file__).parent / "targets" / "misbehave.py"
+STALE = Path(__file__).parent / "targets" / "stale_state.py"
 TRIGGER = 666
 
 
@@ -136,6 +137,44 @@ def test_misbehaving_target_is_reported_and_the_client_recovers(mode):
         assert target.restarts == 1
         assert target.parse(bad).error_class == kind
         assert target.parse(good) == parse(good)
+        assert target.restarts == 2
+    finally:
+        target.close()
+
+
+def test_a_posted_case_is_answered_in_its_turn():
+    """CommandTarget.post sends a case ahead of its parse (engines.percase posts determinism's
+    second ask while the oracles judge the first answer). The device here refuses a chain it
+    popped just before, so which ask an answer belongs to shows."""
+    a, b = assemble(linux_tx("6.2", 5)), assemble(linux_tx("6.2", 7))
+    target = CommandTarget([sys.executable, str(STALE)], timeout=5.0)
+    try:
+        assert target.parse(a) == parse(a)
+        target.post(a)
+        assert target.parse(b) == parse(b)  # a parse in between reads its own answer
+        again = target.parse(a)  # the posted ask's, right after the first: not a new one
+        assert (again.ok, again.error) == (False, "QueueEmpty")
+        assert target.parse(a) == parse(a)
+        target.post(a)
+        target.drop_posted()
+        assert target.parse(b) == parse(b)
+        assert target.parse(a) == parse(a)
+    finally:
+        target.close()
+
+
+def test_a_posted_case_that_crashes_the_target_is_its_fault():
+    good = assemble(linux_tx("6.2", 5))
+    bad = good._replace(max_data_size=TRIGGER)
+    target = misbehaving("abort")
+    try:
+        assert target.parse(good) == parse(good)
+        target.post(bad)
+        assert (target.parse(bad).error_class, target.restarts) == ("crash", 0)
+        assert target.parse(good) == parse(good)
+        assert target.restarts == 1
+        target.post(bad)
+        assert target.parse(good) == parse(good)  # the restart sends it again
         assert target.restarts == 2
     finally:
         target.close()

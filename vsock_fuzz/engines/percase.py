@@ -85,12 +85,15 @@ def _core_checker(core, target, strict: bool, queue: str | None):
         # comparison's own (crashing inputs stay out of the corpus: oracles.run.judge).
         if answer.faulted or not cc.agrees(answer, *offer):
             # Most answers that differ have a finding, and a case with one is asked again: a
-            # program is asked at once, while it is running, not after the oracles (a wake-up
-            # from its wait for input costs more than its answer).
-            repeat = target.parse(cc) if native and again and not answer.faulted else None
+            # program is asked at once, and answers while the oracles judge its first answer.
+            posted = native and again and not answer.faulted
+            if posted:
+                target.post(cc)
             case = case or cc.case()
             answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY,
-                                     sent=cc if native else case, repeat=repeat)
+                                     sent=cc if native else case)
+            if posted:
+                target.drop_posted()
             return case, findings, answer
         findings = []
         if again and sampled(DETERMINISM_EVERY):

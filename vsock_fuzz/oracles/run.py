@@ -149,11 +149,11 @@ def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
 
 
 def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: bool = False,
-          determinism: int = 1, sent=None, repeat: Answer | None = None) -> tuple[Answer, list[Finding]]:
+          determinism: int = 1, sent=None) -> tuple[Answer, list[Finding]]:
     """`evaluate` once the target has answered `case` (as sent: fitted to its device). `sent`: the
     object the target was given, when not `case` (the compiled core's, which encodes itself
-    faster), for the determinism oracle's second ask; `repeat`: its second answer, when the
-    caller asked already."""
+    faster), for the determinism oracle's second ask (which a CommandTarget may have posted
+    already: engines.percase)."""
     device = getattr(target, "device", ASSUMED)
     if answer.unsupported:
         return answer, []
@@ -180,8 +180,7 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     # State kept between packets shows as answers that differ, on any case: a sample of them is
     # asked again (a second ask costs as much as the first), and every case that already broke a rule.
     if again and (findings or sampled(determinism)):
-        if repeat is None:
-            repeat = target.parse(case if sent is None else sent)
+        repeat = target.parse(case if sent is None else sent)
         findings += repeated(case, answer, repeat, profile, model, device)
     return answer, stamped(findings, target)
 

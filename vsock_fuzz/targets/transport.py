@@ -172,10 +172,25 @@ class Channel(Pipes):
         self.error_classes = error_classes
         self.mode = "v1"
         self._next_id = 0
+        self._posted: deque[int] = deque()  # ids of requests post() sent ahead of their exchange
 
     def attach(self, child: Child) -> None:
         super().attach(child)
         self.mode = "v1"
+        self._posted = deque()
+
+    def post(self, case) -> None:
+        """Send `case` now, ahead of the exchange that reads its answer (whose `cases` must begin
+        with it): the target works on it while the caller does something else. A write that
+        fails is left to that exchange, which sends the case again and meets the fault."""
+        req_id = self._new_id()
+        data = encode_request(req_id, _raw(case)) if self.mode == FRAMES else case.line(req_id)
+        if self.send(data, time.monotonic() + self.timeout) is None:
+            self._posted.append(req_id)
+
+    def _new_id(self) -> int:
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        return self._next_id
 
     def hello(self, request: dict, timeout: float):
         """The answer to a hello `request` as a dict, or a string saying why there is none."""
@@ -199,7 +214,8 @@ class Channel(Pipes):
         return reply if isinstance(reply, dict) else f"printed a line that is not a JSON object: {got[:200]!r}"
 
     def exchange(self, cases: list, answers: list):
-        """Send cases[len(answers):], up to WINDOW in flight, and append their answers.
+        """Send cases[len(answers):] (but those post() sent already), up to WINDOW in flight,
+        and append their answers.
 
         None when every case is answered; else the fault of the first case
         without an answer: ("hang", why) if it timed out, ("crash", why) if
@@ -209,15 +225,15 @@ class Channel(Pipes):
         take = self.take_frame if frames else self.take_line
         decode = _decode_frame if frames else _decode_line
         error_classes = self.error_classes
-        sent = len(answers)
-        ids: deque[int] = deque()
+        ids, self._posted = self._posted, deque()
+        sent = len(answers) + len(ids)
         deadline = time.monotonic() + self.timeout
         broken = False
         while len(answers) < len(cases):
             if not broken and sent < len(cases) and sent - len(answers) < WINDOW // 2 + 1:
                 chunk = []
                 for case in cases[sent:len(answers) + WINDOW]:
-                    self._next_id = req_id = (self._next_id + 1) & 0xFFFFFFFF
+                    req_id = self._new_id()
                     ids.append(req_id)
                     chunk.append(encode_request(req_id, _raw(case)) if frames else case.line(req_id))
                     sent += 1
