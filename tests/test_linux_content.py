@@ -178,3 +178,19 @@ def test_evaluate_drops_linux_rejected_for_a_content_rejection():
     assert "differential.model" in {f.oracle for f in found}
     _, found = evaluate(PythonTarget(two_desc.parse, "two_desc"), assemble(linux_tx("6.2", 1024)))
     assert "interop.linux-rejected" in {f.oracle for f in found}
+
+
+def test_a_content_probe_is_asked_once_per_target():
+    # oracles/run.py: the same header and payload refused again is judged from the kept answer.
+    asked = []
+
+    def counting(case):
+        asked.append(linux_layout(case))
+        return refuses_cid_3(case)
+    target = PythonTarget(counting, "cid52")
+    for payload in (40000, 40000, 7):
+        _, found = evaluate(target, assemble(linux_tx("6.17", payload)), determinism=0)
+        assert "interop.linux-rejected" not in {f.oracle for f in found}
+    assert asked.count("two descriptors (Linux < 6.2)") == 2  # 40000 once, then 7
+    _, found = evaluate(PythonTarget(counting, "cid52"), assemble(linux_tx("6.17", 40000)), determinism=0)
+    assert asked.count("two descriptors (Linux < 6.2)") == 3  # another target is asked
