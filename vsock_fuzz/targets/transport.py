@@ -183,14 +183,14 @@ class Channel(Pipes):
         """Send `case` now, ahead of the exchange that reads its answer (whose `cases` must begin
         with it): the target works on it while the caller does something else. A write that
         fails is left to that exchange, which sends the case again and meets the fault."""
-        req_id = self._new_id()
-        data = encode_request(req_id, _raw(case)) if self.mode == FRAMES else case.line(req_id)
+        req_id, data = self._request(case)
         if self.send(data, time.monotonic() + self.timeout) is None:
             self._posted.append(req_id)
 
-    def _new_id(self) -> int:
-        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        return self._next_id
+    def _request(self, case) -> tuple[int, bytes]:
+        """`case`'s request on the settled transport, with the next id."""
+        self._next_id = req_id = (self._next_id + 1) & 0xFFFFFFFF
+        return req_id, encode_request(req_id, _raw(case)) if self.mode == FRAMES else case.line(req_id)
 
     def hello(self, request: dict, timeout: float):
         """The answer to a hello `request` as a dict, or a string saying why there is none."""
@@ -233,9 +233,9 @@ class Channel(Pipes):
             if not broken and sent < len(cases) and sent - len(answers) < WINDOW // 2 + 1:
                 chunk = []
                 for case in cases[sent:len(answers) + WINDOW]:
-                    req_id = self._new_id()
+                    req_id, data = self._request(case)
                     ids.append(req_id)
-                    chunk.append(encode_request(req_id, _raw(case)) if frames else case.line(req_id))
+                    chunk.append(data)
                     sent += 1
                 # On a broken pipe the answers to earlier cases may still be
                 # waiting unread: read them; the first case without one faulted.
