@@ -187,6 +187,21 @@ def test_counters_for_libfuzzer():
     assert where is not None and where[1] > 100
 
 
+@pytest.mark.parametrize("target", ["cmd:./device", "py:vsock_fuzz.zoo.indirect_unoffered:parse", "py:mydevice:parse"])
+def test_coverage_through_the_core(target):
+    """Through the core, a campaign instruments the oracles (they tell one disagreement from
+    another, on the answers that differ) and a py: target's own code, not the Python model
+    (the core's counters stand for it) nor the plumbing."""
+    include, exclude, compiled = percase.coverage_plan(target)
+    assert compiled and "vsock_fuzz" in include
+    assert ("mydevice" in include) == (target == "py:mydevice:parse")
+    kept = {m for m in percase._our_modules() if m not in exclude}
+    assert {"vsock_fuzz.oracles.safety", "vsock_fuzz.oracles.conformance", "vsock_fuzz.oracles.context"} <= kept
+    assert not kept & {"vsock_fuzz.model.packet", "vsock_fuzz.model.chain", "vsock_fuzz.engines.percase",
+                       "vsock_fuzz.targets.command"}
+    assert ("vsock_fuzz.zoo.indirect_unoffered" in kept) == ("zoo" in target)
+
+
 def test_without_the_core_says_so_once(tmp_path):
     """A vsock-fuzz installed without the core runs the Python path and says so once."""
     blocker = tmp_path / "sitecustomize.py"

@@ -135,7 +135,8 @@ def test_inputs_that_crash_the_target_are_not_kept_in_the_corpus(tmp_path, compi
     from vsock_fuzz.targets import open_target
     parse = open_target("py:vsock_fuzz.zoo.ring_crash:parse").parse
     out = tmp_path / "out"
-    # Through the compiled core, its counters count only the model's readings, which a crash skips.
+    # Through the compiled core, its counters count only the model's readings, which a crash
+    # skips; the oracles' crash path is new once, on either path.
     r = fuzz("--target", f"cmd:{sys.executable} -m vsock_fuzz.zoo.ring_crash", "--max-time", "8", "--seed", "1",
              "--out", str(out), "--minimize-time", "0", timeout=120,
              env={"VSOCK_FUZZ_CORE": compiled, "RUST_BACKTRACE": "1"})

@@ -117,11 +117,10 @@ def raise_on(findings, fail_on: str = "error") -> None:
 
 
 def instrumented(target: str, compiled: bool = False) -> list[str]:
-    """Packages to instrument for coverage: ours and a `py:` target's. `compiled`: the compiled
-    core's counters stand for the model and the comparison (vsock_fuzz.model.compiled), so only a `py:`
-    target's own code (none for the others)."""
+    """Packages to instrument for coverage: ours and a `py:` target's (with the compiled core,
+    `uninstrumented` leaves out all of ours but the oracles)."""
     own = [target.split(":")[1].split(".")[0]] if target.startswith("py:") else []
-    return own if compiled else ["vsock_fuzz", *own]
+    return ["vsock_fuzz", *(p for p in own if p != "vsock_fuzz")]
 
 
 # Coverage comes from the code that decides about a case: the model's parse and chain walk,
@@ -155,13 +154,16 @@ def coverage_plan(target: str, profile: str = "spec", engine: str = "atheris",
 def uninstrumented(target: str = "", compiled: bool = False) -> list[str]:
     """Modules left out of coverage: UNINSTRUMENTED, or VSOCK_FUZZ_UNINSTRUMENTED (comma-separated,
     empty: instrument everything) to measure the trade-off. `compiled`: every module of ours but
-    those of a `py:` target in this package (the zoo's devices), whose own code is the coverage
-    besides the core's: the Python model and oracles then run only on answers that differ, and
-    their edges would make crashing inputs look new (atheris instruments whole top-level packages)."""
+    the oracles and those of a `py:` target in this package (the zoo's devices). The core's
+    counters stand for the model; the oracles, which then run only on answers that differ, are
+    what tells one disagreement from another, and so keeps the inputs on the way to a bug that
+    shows only once the device takes what the model refuses: a device following an indirect
+    table past its end (zoo indirect_unoffered) was found by 60 s campaigns from an empty corpus
+    in 8 of 10 seeds with the oracles instrumented, 2 of 10 without (8 of 10 on the Python path)."""
     env = os.environ.get("VSOCK_FUZZ_UNINSTRUMENTED")
     if compiled:
         module = target.split(":")[1] if target.startswith("py:") else ""
-        keep = module.rsplit(".", 1)[0] + "." if module.startswith("vsock_fuzz.") else "-"
+        keep = ("vsock_fuzz.oracles", module.rsplit(".", 1)[0] + "." if module.startswith("vsock_fuzz.") else "-")
         return [m for m in _our_modules() if not m.startswith(keep)]
     return list(UNINSTRUMENTED) if env is None else [m for m in env.split(",") if m]
 
