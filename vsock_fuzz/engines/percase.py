@@ -116,7 +116,7 @@ def raise_on(findings, fail_on: str = "error") -> None:
         raise FindingError(f"{f.oracle} ({f.severity}, {f.rule}): {f.message}")
 
 
-def instrumented(target: str, compiled: bool = False) -> list[str]:
+def instrumented(target: str) -> list[str]:
     """Packages to instrument for coverage: ours and a `py:` target's (with the compiled core,
     `uninstrumented` leaves out all of ours but the oracles)."""
     own = [target.split(":")[1].split(".")[0]] if target.startswith("py:") else []
@@ -148,7 +148,7 @@ def coverage_plan(target: str, profile: str = "spec", engine: str = "atheris",
         return [], [], False
     from ..model.compiled import load
     compiled = engine == "atheris" and profile == "spec" and load() is not None
-    return instrumented(target, compiled), uninstrumented(target, compiled), compiled
+    return instrumented(target), uninstrumented(target, compiled), compiled
 
 
 def uninstrumented(target: str = "", compiled: bool = False) -> list[str]:
