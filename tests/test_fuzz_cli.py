@@ -247,6 +247,28 @@ def test_findings_below_fail_on_are_kept_up_to_a_cap_and_all_counted(tmp_path):
     assert on_disk.count("error") == KEEP_BELOW + 5  # at or above --fail-on: every one kept
 
 
+def test_hit_counts_reach_the_parent_as_the_keys_hit_since_the_last_report(tmp_path):
+    from vsock_fuzz.case.binary import decode, encode_layout
+    from vsock_fuzz.case.layout import linux_tx
+    from vsock_fuzz.engines.pool import Pool, Worker
+    from vsock_fuzz.engines.worker import Recorder
+    case = decode(encode_layout(linux_tx("6.2", 8)))
+    _, fs = evaluate(open_target("py:vsock_fuzz.zoo.two_desc:parse"), case)
+    a, b = fs[0].key(), fs[1].key()
+    rec = Recorder(str(tmp_path), lambda msg: None, "critical")
+    pool, worker = Pool(None, None, print, lambda: False), Worker(0, "atheris", None, None)
+    rec.record(fs)
+    rec.record(fs[:1])
+    first = rec.hits_since()
+    assert first == {a: 2, b: 1}
+    pool.on_stats(worker, json.dumps({"execs": 2, "hits": first}).encode())
+    rec.record(fs[:1])
+    assert rec.hits_since() == {a: 3}  # b was not hit again: not sent again
+    pool.on_stats(worker, json.dumps({"execs": 3, "hits": {a: 3}}).encode())
+    assert rec.hits_since() == {}
+    assert worker.hits == rec.hits == {a: 3, b: 1}
+
+
 def test_minimized_note_compares_binary_forms_and_owns_up_when_it_grew():
     from vsock_fuzz.engines.summary import minimized_note
     assert minimized_note(300, 120) == " (minimized: binary form 300 -> 120 bytes)"

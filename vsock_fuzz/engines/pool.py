@@ -238,8 +238,8 @@ class Pool(Figures):
             return
         if "execs" in msg:
             w.execs = max(w.execs, msg["execs"])
-        if "hits" in msg:
-            w.hits = msg["hits"]
+        if "hits" in msg:  # the keys hit since the last message, with their counts
+            w.hits.update(msg["hits"])
         if "unsupported" in msg:
             w.unsupported = msg["unsupported"]
         if "tcov" in msg:
