@@ -8,7 +8,7 @@ import time
 
 from ..case.value import Case
 from ..model.answer import Answer
-from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError
+from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError, poll_us
 from .crash_title import crash_title
 from .process import Child, StderrTail, libc_prctl
 from .standby import WarmStandby
@@ -159,6 +159,8 @@ class ProcessLife:
             request["modes"] = list(self.modes)
         if self.coverage is not None:
             request["coverage"] = list(self.coverage.offer)
+        if self.poll_us:
+            request["poll_us"] = self.poll_us
         reply = self._wire.hello(request, self.start_timeout)
         if len(request) > 2 and isinstance(reply, dict) and reply.get("ok") is False:
             reply = self._wire.hello({"op": "hello", "protocol": PROTOCOL}, self.start_timeout)  # a strict v1 target
@@ -213,13 +215,20 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
     `env`: variables added to the target's environment (a campaign sets
     RUST_BACKTRACE=0: a symbolized backtrace costs 100-300 ms per crash,
     which a device that panics often would pay on most cases).
+
+    `poll`: microseconds the target is asked in hello to poll its input before
+    it sleeps on it (docs/protocol-extensions.md, "Polling"); None: POLL_US
+    when a CPU is free for it (base.poll_us), 0: not asked. Polling spends
+    that CPU time; a campaign asks it only when every worker's target has a
+    CPU of its own, and no target is asked under `rlimit_cpu`.
     """
 
     def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
                  start_timeout: float = START_TIMEOUT, error_classes: dict | None = None,
                  max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
                  rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
-                 die_with_parent: bool = False, standby: bool = True, env: dict | None = None):
+                 die_with_parent: bool = False, standby: bool = True, env: dict | None = None,
+                 poll: int | None = None):
         if not argv:
             raise TargetError("cmd: needs a command line")
         super().__init__(max_restarts)
@@ -232,6 +241,8 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.env = dict(env or {})
         self._once_env: dict = {}  # restart_with's, for the next process only
         self.modes = tuple(modes)
+        # Asked in hello when not 0; never under rlimit_cpu, whose budget the polls would spend.
+        self.poll_us = 0 if rlimit_cpu else poll_us(1) if poll is None else poll
         self.name = " ".join(argv)
         self.version = ""
         self.hello: dict | None = None  # kept whole: optional fields are read by the features using them

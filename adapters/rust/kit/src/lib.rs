@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
 
 pub mod chain;
 pub mod coverage;
@@ -242,7 +243,8 @@ pub fn run(target: &Target, device: impl Device) {
     // flushed when the input runs dry (a pipelining harness gets them in few writes).
     // SAFETY: fds 0 and 1 are ours for the life of the process; ManuallyDrop leaves them open.
     let (stdin, stdout) = unsafe { (ManuallyDrop::new(File::from_raw_fd(0)), ManuallyDrop::new(File::from_raw_fd(1))) };
-    let r = serve(target, device, &*stdin, BufWriter::with_capacity(1 << 16, &*stdout));
+    let mut input = Input { r: &*stdin, buf: Vec::new(), pos: 0, end: 0, fd: Some(0), poll: Duration::ZERO };
+    let r = serve_input(target, device, &mut input, BufWriter::with_capacity(1 << 16, &*stdout));
     if let Err(e) = r {
         if e.kind() != io::ErrorKind::BrokenPipe {
             eprintln!("vsock-fuzz-adapter: {e}");
@@ -257,6 +259,23 @@ struct Input<R> {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    fd: Option<i32>, // the descriptor `r` reads, if it is one (then `poll` applies)
+    poll: Duration,  // how long a read that would block polls first (hello's poll_us)
+}
+
+/// The longest poll_us a hello may ask for: a poll spends the CPU it waits on.
+const MAX_POLL: Duration = Duration::from_millis(1);
+
+/// Wait up to `limit` for `fd` to have input, yielding the CPU between polls. The harness
+/// sends the next case tens of microseconds after an answer, about as long as a process
+/// asleep on a pipe takes to wake (longer in a virtual machine, whose idle CPU leaves it).
+fn poll(fd: i32, limit: Duration) {
+    let start = Instant::now();
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, no timeout. Input, a hang-up or an error ends the wait.
+    while unsafe { libc::poll(&mut p, 1, 0) } == 0 && start.elapsed() < limit {
+        std::thread::yield_now();
+    }
 }
 
 impl<R: Read> Input<R> {
@@ -270,6 +289,9 @@ impl<R: Read> Input<R> {
             let cap = (self.end + (1 << 16)).max(n);
             if self.buf.len() < cap {
                 self.buf.resize(cap, 0);
+            }
+            if let (Some(fd), false) = (self.fd, self.poll.is_zero()) {
+                poll(fd, self.poll);
             }
             match self.r.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Ok(false),
@@ -305,8 +327,11 @@ impl<R: Read> Input<R> {
 }
 
 /// Serve `target` over any reader and writer (what [`run`] does on stdin/stdout).
-pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input: R, mut out: W) -> io::Result<()> {
-    let mut input = Input { r: input, buf: Vec::new(), pos: 0, end: 0 };
+pub fn serve<R: Read, W: Write>(target: &Target, device: impl Device, input: R, out: W) -> io::Result<()> {
+    serve_input(target, device, &mut Input { r: input, buf: Vec::new(), pos: 0, end: 0, fd: None, poll: Duration::ZERO }, out)
+}
+
+fn serve_input<R: Read, W: Write>(target: &Target, mut device: impl Device, input: &mut Input<R>, mut out: W) -> io::Result<()> {
     let mut mem = GuestMemory::default();
     let mut cov = None;
     while let Some(n) = input.line(&mut out)? {
@@ -318,7 +343,8 @@ pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input:
         let decoded = wire::decode_line(line);
         input.consume(n + 1);
         match decoded {
-            Line::Hello { id, modes, coverage } => {
+            Line::Hello { id, modes, coverage, poll_us } => {
+                input.poll = Duration::from_micros(poll_us).min(MAX_POLL);
                 let frames = modes.iter().any(|m| m == MODE_FRAMES);
                 if cov.is_none() {
                     cov = coverage::Channel::open(&coverage);
@@ -327,7 +353,7 @@ pub fn serve<R: Read, W: Write>(target: &Target, mut device: impl Device, input:
                 serde_json::to_writer(&mut out, &hello)?;
                 out.write_all(b"\n")?;
                 if frames {
-                    return serve_frames(target, &mut device, &mut mem, cov.as_ref(), &mut input, &mut out);
+                    return serve_frames(target, &mut device, &mut mem, cov.as_ref(), input, &mut out);
                 }
             }
             Line::Parse { id, case } => {

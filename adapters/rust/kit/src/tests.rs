@@ -175,6 +175,29 @@ fn raw_case_round_trip() {
     assert!(wire::decode_case(&[1, 0]).is_err(), "the structured form is not a frame's case");
 }
 
+/// A hello asking for polling sets how long a read that would block polls the input first
+/// (capped at MAX_POLL); the answers are the same.
+#[test]
+fn hello_poll_us_sets_the_poll_of_a_descriptor() {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: a fresh pipe, each end owned by one File.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (r, mut w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    w.write_all(b"{\"op\":\"hello\",\"protocol\":1,\"poll_us\":5000}\n").unwrap();
+    w.write_all(case_json(7, &case(QueueKind::Tx)).as_bytes()).unwrap();
+    w.write_all(b"\n").unwrap();
+    drop(w);
+    let mut input = Input { r: &r, buf: Vec::new(), pos: 0, end: 0, fd: Some(fds[0]), poll: Duration::ZERO };
+    let mut out = Vec::new();
+    serve_input(&target(), toy, &mut input, &mut out).unwrap();
+    assert_eq!(input.poll, MAX_POLL);
+    let out = lines(&out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], lines(&serve_str(&[br#"{"op": "hello", "protocol": 1}"#.as_slice(), b"\n",
+                                          case_json(7, &case(QueueKind::Tx)).as_bytes()].concat()))[1]);
+}
+
 /// A hello offering frames-v1, then frames; answers decoded as the harness does.
 #[test]
 fn frames_round_trip() {

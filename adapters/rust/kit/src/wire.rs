@@ -51,6 +51,7 @@ struct LineJ {
     op: Option<String>,
     modes: Option<Vec<String>>,
     coverage: Option<Vec<String>>,
+    poll_us: Option<u64>,
     queue: Option<String>,
     max_data_size: Option<u64>,
     memory: Option<Vec<RegionJ>>,
@@ -59,7 +60,9 @@ struct LineJ {
 }
 
 pub enum Line {
-    Hello { id: Option<Value>, modes: Vec<String>, coverage: Vec<String> },
+    /// `poll_us`: how long the harness asks the adapter to poll its input before it sleeps
+    /// on it (0: not asked; docs/protocol-extensions.md, "Polling").
+    Hello { id: Option<Value>, modes: Vec<String>, coverage: Vec<String>, poll_us: u64 },
     Parse { id: Option<Value>, case: Case },
     /// A line the kit cannot use: answered `BadRequest` with the id, if any.
     Bad { id: Option<Value>, why: String },
@@ -86,7 +89,12 @@ pub fn decode_line(line: &[u8]) -> Line {
     let id = j.id;
     match j.op.as_deref() {
         Some("hello") => {
-            return Line::Hello { id, modes: j.modes.unwrap_or_default(), coverage: j.coverage.unwrap_or_default() }
+            return Line::Hello {
+                id,
+                modes: j.modes.unwrap_or_default(),
+                coverage: j.coverage.unwrap_or_default(),
+                poll_us: j.poll_us.unwrap_or(0),
+            };
         }
         Some("parse") => {}
         other => return Line::Bad { id, why: format!("unknown op {other:?}") },
