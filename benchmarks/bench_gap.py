@@ -14,7 +14,9 @@ unmapped available ring, as libkrun panicked, and the zoo's ring_crash, a Python
                  path (VSOCK_FUZZ_CORE=0: before the compiled core) and through the core
   (a) device     the same target through our client with no oracle, on the cases the core's
                  campaign kept (its grown corpus) and the seed corpus, one case per call as a
-                 campaign asks (and pipelined, 256 a call, for reference), cases/s
+                 campaign asks (and pipelined, 256 a call, for reference), cases/s; the target
+                 asked to poll its input as a one-worker campaign asks it (a Rust kit adapter
+                 does), and for reference never asked (unpolled: a wake-up per case)
   (c) b/a        each campaign's share of the device's pace
 
 then a per-case breakdown in microseconds of each path, measured without instrumentation
@@ -303,7 +305,13 @@ def main(argv=None) -> int:
                 restarts = target.restarts
             finally:
                 target.close()
-            rows.append((label, b_py, b_core, a1, a256, firsts_of(before), firsts_of(after)))
+            unpolled = open_target(spec, poll=0)  # the target sleeps on its input (targets.base.POLL_US)
+            try:
+                unpolled.parse(cases[0])
+                a0 = device_rate(unpolled, cases, args.phase_seconds, 1)
+            finally:
+                unpolled.close()
+            rows.append((label, b_py, b_core, a1, a0, a256, firsts_of(before), firsts_of(after)))
             py_breakdown[label] = (per, 1 / b_py if b_py else float("nan"), differ)
             core_breakdown[label] = (cper, 1 / b_core if b_core else float("nan"), cdiffer)
             print(f"  {label}: Python path {before.pool.total_execs():,} cases in {before.elapsed:.1f}s "
@@ -311,12 +319,13 @@ def main(argv=None) -> int:
                   f"(corpus {after.pool.corp()}); {len(inputs)} cases replayed ({restarts} restarts)", flush=True)
     print()
     print(f"{'target':<19} {'(b) Python':>11} {'(b) core':>10} {'(a) device':>11} {'b/a Python':>11} {'b/a core':>9}"
-          f" {'pipelined':>10}")
-    for label, b_py, b_core, a1, a256, _f, _g in rows:
+          f" {'unpolled':>10} {'pipelined':>10}")
+    for label, b_py, b_core, a1, a0, a256, _f, _g in rows:
         print(f"{label:<19} {b_py:>9,.0f}/s {b_core:>8,.0f}/s {a1:>9,.0f}/s {b_py / a1:>11.2f} {b_core / a1:>9.2f}"
-              f" {a256:>8,.0f}/s")
+              f" {a0:>8,.0f}/s {a256:>8,.0f}/s")
     print("(b) campaign exec/s, on the Python path (VSOCK_FUZZ_CORE=0) and through the compiled core; "
-          "(a) one case per call, as a campaign asks; pipelined: parse_many, 256 a call")
+          "(a) one case per call, as a campaign asks (polling when its target may: docs/protocol-extensions.md); "
+          "unpolled: (a) with a target never asked to poll; pipelined: parse_many, 256 a call")
     print("\nfirst findings (s), Python path | core:")
     for label, *_, f_py, f_core in rows:
         show = lambda f: ", ".join(f"{o} {t:.1f}" for o, t in sorted(f.items(), key=lambda kv: kv[1])[:4]) or "none"

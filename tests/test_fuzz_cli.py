@@ -274,3 +274,39 @@ def test_minimized_note_compares_binary_forms_and_owns_up_when_it_grew():
     assert minimized_note(300, 120) == " (minimized: binary form 300 -> 120 bytes)"
     grew = minimized_note(120, 130)
     assert "-> 130" not in grew and "binary form is 130 bytes, was 120" in grew
+
+
+def test_a_worker_whose_last_words_outgrow_the_pipe_exits_with_them_read(tmp_path):
+    """pool.stop reads while the workers exit: a last stats line longer than the pipe holds
+    (a lenient device's thousands of keys) once left its worker blocked until it was killed."""
+    import subprocess
+
+    from vsock_fuzz.engines.pool import Pool, Worker
+    hits = {f"conformance.valid-rejected:tx:{i:06d}": i for i in range(8000)}  # about 400 KB of JSON
+    (tmp_path / "hits.json").write_text(json.dumps(hits))
+    script = tmp_path / "worker.py"
+    script.write_text("""
+import json, os, signal, sys, time
+def last_words(*_):
+    hits = json.load(open(sys.argv[2]))
+    os.write(int(sys.argv[1]), (json.dumps({"execs": 7, "hits": hits}) + "\\n").encode())
+    os._exit(0)
+signal.signal(signal.SIGTERM, last_words)
+print("ready", flush=True)
+time.sleep(60)
+""")
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, str(script), str(w), str(tmp_path / "hits.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            pass_fds=(w,), start_new_session=True)
+    os.close(w)
+    assert proc.stdout.readline() == b"ready\n"
+    os.set_blocking(r, False)
+    os.set_blocking(proc.stderr.fileno(), False)
+    pool = Pool(None, None, print, lambda: False)
+    pool.workers = [Worker(0, "atheris", proc, r)]
+    start = time.monotonic()
+    pool.stop()
+    assert time.monotonic() - start < 2.0
+    assert proc.returncode == 0  # exited, not killed
+    assert pool.workers[0].hits == hits and pool.workers[0].execs == 7

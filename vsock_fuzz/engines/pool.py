@@ -203,11 +203,19 @@ class Pool(Figures):
 
     def poll(self, timeout: float) -> None:
         """Read what the workers said within `timeout` seconds; restart a worker that failed."""
-        fds = {}
+        self._read_ready([w for w in self.workers if not w.done], timeout)
         for w in self.workers:
-            if not w.done:
-                fds[w.stats] = (w, "stats")
-                fds[w.proc.stderr.fileno()] = (w, "err")
+            if not w.done and w.proc.poll() is not None:
+                self.read(w, "stats")
+                self.read(w, "err")
+                self.exited(w)
+
+    def _read_ready(self, workers: list[Worker], timeout: float) -> None:
+        """Read what `workers` say within `timeout` seconds."""
+        fds = {}
+        for w in workers:
+            fds[w.stats] = (w, "stats")
+            fds[w.proc.stderr.fileno()] = (w, "err")
         if not fds:
             time.sleep(timeout)
             return
@@ -218,11 +226,6 @@ class Pool(Figures):
         for fd in ready:
             w, kind = fds[fd]
             self.read(w, kind)
-        for w in self.workers:
-            if not w.done and w.proc.poll() is not None:
-                self.read(w, "stats")
-                self.read(w, "err")
-                self.exited(w)
 
     def read(self, w: Worker, kind: str) -> None:
         for line in w.lines(kind):
@@ -274,11 +277,13 @@ class Pool(Figures):
                 os.killpg(w.proc.pid, signal.SIGTERM)  # the worker closes its target and flushes its counts
             except ProcessLookupError:
                 pass
+        # Read while they exit: a worker blocked writing its last words to a full pipe would
+        # never exit, and be killed with its last counts.
         end = time.monotonic() + 3.0
+        while time.monotonic() < end and any(w.proc.poll() is None for w in live):
+            self._read_ready(live, 0.02)
         for w in live:
-            try:
-                w.proc.wait(max(0.0, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if w.proc.poll() is None:
                 os.killpg(w.proc.pid, signal.SIGKILL)
                 w.proc.wait()
         for w in self.workers:

@@ -181,8 +181,8 @@ def worker(cfg: dict) -> None:
     """Run one engine under libFuzzer until the parent stops it or the flags end it."""
     import atheris
     stats = os.fdopen(cfg["stats_fd"], "w", buffering=1)
-    state = {"execs": 0, "last": time.monotonic(), "target": None, "hits": {}, "unsupported": {}, "region": None,
-             "hints": None}
+    state = {"execs": 0, "last": time.monotonic(), "target": None, "recorder": None, "unsupported": {},
+             "region": None, "hints": None}
     coverage = cfg.get("coverage")  # target | harness | both; None: both when the target offers the channel
 
     def send(msg: dict) -> None:
@@ -195,7 +195,8 @@ def worker(cfg: dict) -> None:
         if state["target"] is not None:
             state["target"].close()
         try:
-            stats.write(json.dumps({"execs": state["execs"], "hits": state["hits"],
+            rec = state["recorder"]
+            stats.write(json.dumps({"execs": state["execs"], "hits": rec.hits_since() if rec else {},
                                     "unsupported": state["unsupported"],
                                     **_coverage_figures(state["region"], state["hints"])}) + "\n")
             stats.flush()
@@ -224,7 +225,7 @@ def worker(cfg: dict) -> None:
         from ..oracles import evaluate
     # Only now: anything of ours imported before the block above would not be instrumented.
     rec = Recorder(cfg["out"], send, cfg["fail_on"], target)
-    state["hits"] = rec.hits
+    state["recorder"] = rec
 
     def on_signal(*_):
         if rec.busy:  # finish writing the finding first: no claim without its files
