@@ -70,5 +70,7 @@ def test_a_campaign_asks_for_polling_when_every_workers_target_has_a_cpu(tmp_pat
     one = Campaign(Options("cmd:true", out=str(tmp_path / "a")))
     two = Campaign(Options("cmd:true", out=str(tmp_path / "b"), jobs=2))
     assert (one.o.target_options["poll"], two.o.target_options["poll"]) == (base.POLL_US, 0)
+    both = Campaign(Options("cmd:true", out=str(tmp_path / "d"), engine="both"))  # two workers for one job
+    assert both.o.target_options["poll"] == 0
     told = Campaign(Options("cmd:true", out=str(tmp_path / "c"), target_options={"poll": 0}))
     assert told.o.target_options["poll"] == 0  # an explicit choice stands

@@ -200,7 +200,7 @@ class Campaign:
         self.o = opts
         opts.target_options = without_backtraces(opts.target_options)  # for the probe, workers and minimizer
         from ..targets.base import poll_us
-        opts.target_options.setdefault("poll", poll_us(opts.jobs))  # each worker drives one target
+        opts.target_options.setdefault("poll", poll_us(len(engines(opts))))  # each worker drives one target
         self.out = out or sys.stdout
         self.start = 0.0
         self.findings = Findings(opts.fail_on, opts.stop_on)
