@@ -55,6 +55,9 @@ bench-targets: $(STAMP) $(C_TARGET)
 # so, when cargo is missing.
 HAVE_CARGO := $(shell command -v cargo 2>/dev/null)
 
+# The example target's crash-prone twin (--features panic-on-unmapped-avail, its own target
+# dir): it panics on an unmapped available ring, as libkrun did (tests/test_crash_frames.py,
+# benchmarks/bench_gap.py).
 # Then the rust-vmm 0.12.0 and example targets again, with SanitizerCoverage's inline 8-bit
 # counters and compare tracing, for the coverage channel (adapters/rust/kit/src/coverage.rs): in target/cov,
 # --target given so that the flags reach the targets but not build scripts or proc macros.
@@ -64,6 +67,8 @@ RUST_COV_FLAGS := -C passes=sancov-module -C llvm-args=-sanitizer-coverage-level
 
 adapters:
 	cd adapters/rust && cargo build --release --locked && cargo test --release --locked --no-run -q
+	cd adapters/rust && cargo build --release --locked -p vsock-target-example --features panic-on-unmapped-avail \
+		--target-dir target/avail-panic
 	cd adapters/rust && RUSTFLAGS="$(RUST_COV_FLAGS)" cargo build --release --locked --target $(RUST_HOST) \
 		--target-dir target/cov -p vsock-target-rust-vmm -p vsock-target-example
 

@@ -5,9 +5,11 @@
 --quick (`make bench`): --seconds 8 --phase-seconds 1 unless given; the defaults
 (`make bench-full`) run each campaign 60 s.
 
-For each target (the C example target, both rust-vmm adapters when they are built, and two
+For each target (the C example target, both rust-vmm adapters when they are built, and three
 crash-prone devices with their crash-free twins: the C example built to abort on every
-unmapped available ring, as libkrun panicked, and the zoo's ring_crash, a Python program):
+unmapped available ring, as libkrun panicked, the Rust kit's example device built to panic
+there (its campaigns with RUST_BACKTRACE=1 in their environment, as a developer's shell often
+has it), and the zoo's ring_crash, a Python program):
 
   (b) campaign   `vsock-fuzz fuzz --target SPEC --max-time S` as a new user runs it (1 worker,
                  atheris, every oracle, from an empty corpus), exec/s, twice: on the Python
@@ -38,6 +40,7 @@ compare runs on the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -51,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vsock_fuzz.case.binary import decode  # noqa: E402
-from vsock_fuzz.engines.campaign import Campaign, Options  # noqa: E402
+from vsock_fuzz.engines.campaign import NO_BACKTRACES, Campaign, Options  # noqa: E402
 from vsock_fuzz.engines.percase import DETERMINISM_EVERY  # noqa: E402
 from vsock_fuzz.model.packet import parse  # noqa: E402
 from vsock_fuzz.model.compiled import load as load_core  # noqa: E402
@@ -63,6 +66,11 @@ from vsock_fuzz.targets import CommandTarget, open_target  # noqa: E402
 C_TARGET = ROOT / "examples" / "c-target" / "vsock_target"
 RUST_VMM = ROOT / "adapters" / "rust" / "target" / "release" / "vsock-target-rust-vmm"
 RUST_VMM_02 = ROOT / "adapters" / "rust" / "target" / "release" / "vsock-target-rust-vmm-0-2"
+RUST_EXAMPLE = ROOT / "adapters" / "rust" / "target" / "release" / "vsock-target-example"
+PANIC_TWIN_DIR = ROOT / "adapters" / "rust" / "target" / "avail-panic"
+# The environment a target's campaign runs in beyond ours: the panicking twin's with Rust's
+# backtraces on, as a developer's shell often has them (a campaign turns them off for its targets).
+ENVIRONMENT = {"rust-avail-panic": {"RUST_BACKTRACE": "1"}}
 SEEDS = ROOT / "corpus" / "target"
 RING_CRASH = f"cmd:{sys.executable} -m vsock_fuzz.zoo.ring_crash"
 SECOND_BUG = "safety.direction"
@@ -82,29 +90,46 @@ def targets(only: list, tmp: Path) -> list[tuple[str, str]]:
             print(f"(the C example's crash-prone twin did not build: {built.stderr.strip()[:200]})")
     else:
         print(f"(no {C_TARGET.relative_to(ROOT)}: `make {C_TARGET.relative_to(ROOT)}` builds it)")
-    for label, path in (("rust-vmm", RUST_VMM), ("rust-vmm-0.2", RUST_VMM_02)):
+    for label, path in (("rust-vmm", RUST_VMM), ("rust-vmm-0.2", RUST_VMM_02), ("rust-example", RUST_EXAMPLE)):
         if path.exists():
             out.append((label, f"cmd:{path}"))
         else:
             print(f"(no {path.relative_to(ROOT)}: `make adapters` builds it)")
+    if RUST_EXAMPLE.exists() and (not only or "rust-avail-panic" in only):
+        # Its own target directory: the same package with another feature would overwrite the example.
+        built = subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "vsock-target-example",
+                                "--features", "panic-on-unmapped-avail", "--target-dir", str(PANIC_TWIN_DIR)],
+                               cwd=ROOT / "adapters" / "rust", capture_output=True, text=True)
+        if built.returncode == 0:
+            out.append(("rust-avail-panic", f"cmd:{PANIC_TWIN_DIR / 'release' / 'vsock-target-example'}"))
+        else:
+            print(f"(the Rust example's panicking twin did not build: {built.stderr.strip()[:200]})")
     out += [("ring_crash", RING_CRASH), ("ring_crash-nocrash", f"{RING_CRASH} --no-crash")]
     return [t for t in out if not only or t[0] in only]
 
 
-def campaign(spec: str, seconds: float, out: Path, compiled: bool) -> Campaign:
-    """A campaign's workers take the core unless VSOCK_FUZZ_CORE=0 (model.compiled)."""
+def campaign(spec: str, seconds: float, out: Path, compiled: bool, env: dict | None = None) -> Campaign:
+    """A campaign's workers take the core unless VSOCK_FUZZ_CORE=0 (model.compiled); `env`: more
+    of the environment it runs in."""
     shutil.rmtree(out, ignore_errors=True)
-    saved = os.environ.get("VSOCK_FUZZ_CORE")
-    os.environ["VSOCK_FUZZ_CORE"] = "1" if compiled else "0"
-    try:
+    with environment({**(env or {}), "VSOCK_FUZZ_CORE": "1" if compiled else "0"}):
         c = Campaign(Options(spec, max_time=seconds, out=str(out), seed=1, minimize_time=0), out=io.StringIO())
         c.run()
-    finally:
-        if saved is None:
-            os.environ.pop("VSOCK_FUZZ_CORE")
-        else:
-            os.environ["VSOCK_FUZZ_CORE"] = saved
     return c
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
 
 
 def inputs_of(dirs) -> list[bytes]:
@@ -275,7 +300,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per campaign (default 60)")
     ap.add_argument("--phase-seconds", type=float, default=None, help="seconds per rate and breakdown (default 3)")
     ap.add_argument("--only", nargs="*", default=[], help="only these targets (c-target, c-avail-crash, rust-vmm, "
-                                                          "rust-vmm-0.2, ring_crash, ring_crash-nocrash)")
+                                                          "rust-vmm-0.2, rust-example, rust-avail-panic, ring_crash, "
+                                                          "ring_crash-nocrash)")
     ap.add_argument("--quick", action="store_true", help="--seconds 8 --phase-seconds 1 unless given")
     args = ap.parse_args(argv)
     args.seconds = args.seconds or (8.0 if args.quick else 60.0)
@@ -289,12 +315,13 @@ def main(argv=None) -> int:
     rows, py_breakdown, core_breakdown = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-gap-") as tmp:
         for label, spec in targets(args.only, Path(tmp)):
-            before = campaign(spec, args.seconds, Path(tmp) / f"{label}-py", compiled=False)
-            after = campaign(spec, args.seconds, Path(tmp) / label, compiled=True)
+            env = ENVIRONMENT.get(label)
+            before = campaign(spec, args.seconds, Path(tmp) / f"{label}-py", compiled=False, env=env)
+            after = campaign(spec, args.seconds, Path(tmp) / label, compiled=True, env=env)
             b_py = before.pool.total_execs() / max(before.elapsed, 1e-9)
             b_core = after.pool.total_execs() / max(after.elapsed, 1e-9)
             inputs = inputs_of([Path(tmp) / label / ".corpus" / "atheris", SEEDS])
-            target = open_target(spec)
+            target = open_target(spec, env=NO_BACKTRACES)  # as a campaign runs it
             try:
                 cases = [target.device.fit(decode(x)) for x in inputs]
                 target.parse(cases[0])  # started and warm
@@ -305,7 +332,7 @@ def main(argv=None) -> int:
                 restarts = target.restarts
             finally:
                 target.close()
-            unpolled = open_target(spec, poll=0)  # the target sleeps on its input (targets.base.POLL_US)
+            unpolled = open_target(spec, poll=0, env=NO_BACKTRACES)  # the target sleeps on its input (targets.base.POLL_US)
             try:
                 unpolled.parse(cases[0])
                 a0 = device_rate(unpolled, cases, args.phase_seconds, 1)
@@ -337,10 +364,12 @@ def main(argv=None) -> int:
     rate = {label: (b_py, b_core) for label, b_py, b_core, *_ in rows}
     first = {label: (f_py, f_core) for label, *_, f_py, f_core in rows}
     print()
-    for crashing, twin in (("c-avail-crash", "c-target"), ("ring_crash", "ring_crash-nocrash")):
+    for crashing, twin in (("c-avail-crash", "c-target"), ("rust-avail-panic", "rust-example"),
+                           ("ring_crash", "ring_crash-nocrash")):
         if crashing in rate and twin in rate:
             (p, c), (tp, tc) = rate[crashing], rate[twin]
-            print(f"{crashing}: {p:,.0f} exec/s on the Python path = {p / tp:.2f} of {twin}'s, "
+            env = "".join(f" ({k}={v} in its environment)" for k, v in ENVIRONMENT.get(crashing, {}).items())
+            print(f"{crashing}{env}: {p:,.0f} exec/s on the Python path = {p / tp:.2f} of {twin}'s, "
                   f"{c:,.0f} through the core = {c / tc:.2f} of {twin}'s")
     if "ring_crash" in first:
         for path, f in zip(("Python path", "core"), first["ring_crash"]):

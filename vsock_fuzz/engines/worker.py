@@ -165,8 +165,9 @@ def with_backtrace(target, f):
         return f  # the next case says so, if the target cannot start any more
     if answer.error_class != "crash" or answer.title != f.signature:
         return f
-    why = answer.detail.split("; stderr: ", 1)[0]  # the detail's tail is short: the backtrace would not fit
-    tail = target.stderr_tail().strip()[-BACKTRACE_KEEP:]
+    why, _, report = answer.detail.partition("; stderr: ")  # the tail there is short, but a crash frame's
+    # A crash frame carries the whole report, which the target's stderr may not have delivered yet.
+    tail = max(target.stderr_tail().strip(), report, key=len)[-BACKTRACE_KEEP:]
     return replace(f, message=f"the target crashed: {why}; stderr: {tail}", answer=answer)
 
 

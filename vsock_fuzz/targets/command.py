@@ -10,6 +10,7 @@ from ..case.value import Case
 from ..model.answer import Answer
 from .base import DEFAULT_TIMEOUT, FAST_MODES, MAX_RESTARTS, PROTOCOL, START_TIMEOUT, Described, TargetError, poll_us
 from .crash_title import crash_title
+from .frames import MODE as FRAMES
 from .process import Child, StderrTail, libc_prctl
 from .standby import WarmStandby
 from .transport import Channel
@@ -144,10 +145,13 @@ class ProcessLife:
     def restart_with(self, env: dict) -> None:
         """Run the next case in a new process with `env` added to its environment, once: the
         restart after that is as usual. A crash run again with RUST_BACKTRACE=1 gets its
-        backtrace without every crash paying for one. Drops the spare, started without `env`."""
+        backtrace without every crash paying for one. Drops the spare, started without `env`,
+        and that process once its cases are answered (a target taking crash frames would
+        otherwise keep it, and its backtraces, after the crash)."""
         self._kill()
         self._drop_spare()
         self._once_env = dict(env)
+        self._once = True
 
     def _begin(self, child: Child) -> None:
         """Make `child` the running target: attach the pipes and settle hello."""
@@ -161,6 +165,8 @@ class ProcessLife:
             request["coverage"] = list(self.coverage.offer)
         if self.poll_us:
             request["poll_us"] = self.poll_us
+        if self.crash_frames and FRAMES in self.modes:
+            request["crash_frames"] = True
         reply = self._wire.hello(request, self.start_timeout)
         if len(request) > 2 and isinstance(reply, dict) and reply.get("ok") is False:
             reply = self._wire.hello({"op": "hello", "protocol": PROTOCOL}, self.start_timeout)  # a strict v1 target
@@ -173,6 +179,7 @@ class ProcessLife:
             self._kill()
             raise TargetError(f"{self.name}: hello chose mode {mode!r}, which was not offered ({', '.join(self.modes) or 'v1 only'})")
         self._wire.mode = mode
+        self._wire.crash_frames = mode == FRAMES and "crash_frames" in request and reply.get("crash_frames") is True
         why = self.coverage.settle(reply.get("coverage")) if self.coverage is not None else None
         if why:
             self._kill()
@@ -221,6 +228,10 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
     when a CPU is free for it (base.poll_us), 0: not asked. Polling spends
     that CPU time; a campaign asks it only when every worker's target has a
     CPU of its own, and no target is asked under `rlimit_cpu`.
+
+    `crash_frames`: offered in hello with frames-v1 (docs/protocol-extensions.md, "Crash
+    frames"). A target that takes them answers a case its device panicked on with a crash
+    frame and goes on in a fresh process of its own making: the crash costs no restart.
     """
 
     def __init__(self, argv: list[str], *, timeout: float = DEFAULT_TIMEOUT,
@@ -228,7 +239,7 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
                  max_restarts: int = MAX_RESTARTS, rlimit_as: int | None = None,
                  rlimit_cpu: int | None = None, modes: tuple[str, ...] = FAST_MODES,
                  die_with_parent: bool = False, standby: bool = True, env: dict | None = None,
-                 poll: int | None = None):
+                 poll: int | None = None, crash_frames: bool = True):
         if not argv:
             raise TargetError("cmd: needs a command line")
         super().__init__(max_restarts)
@@ -240,9 +251,11 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.rlimits = [(res, v) for res, v in (("RLIMIT_AS", rlimit_as), ("RLIMIT_CPU", rlimit_cpu)) if v]
         self.env = dict(env or {})
         self._once_env: dict = {}  # restart_with's, for the next process only
+        self._once = False  # the running process is restart_with's: ended after its exchange
         self.modes = tuple(modes)
         # Asked in hello when not 0; never under rlimit_cpu, whose budget the polls would spend.
         self.poll_us = 0 if rlimit_cpu else poll_us(1) if poll is None else poll
+        self.crash_frames = crash_frames
         self.name = " ".join(argv)
         self.version = ""
         self.hello: dict | None = None  # kept whole: optional fields are read by the features using them
@@ -301,6 +314,9 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
                 self.failures = 0
             if fault is not None:
                 answers.append(self._fault(*fault))
+        if self._once:
+            self._once = False
+            self._kill()
         return answers
 
     def _fault(self, kind: str, why: str) -> Answer:

@@ -8,6 +8,7 @@ Negotiated in `hello`; after the hello answer both directions carry only frames:
                            le32 count, count x (le64 gpa, le64 len)   header slices
                            le32 count, count x (le64 gpa, le64 len)   data slices
       status 0 (rejected): u8 name length | name (ASCII) | detail (UTF-8, the rest)
+      status 2 (crashed, only when hello settled crash frames): the report (UTF-8, the rest)
 
 `n` counts the bytes after itself. Both sides of the codec live here so the
 client (transport.py) and `serve` cannot drift apart.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import struct
 
 from ..model.answer import Answer, error_class
+from .crash_title import crash_title
 from ..model.compiled import load
 from ..case.wire import HEADER_SIZE, Header
 
@@ -57,8 +59,13 @@ def encode_answer(req_id: int, answer: Answer) -> bytes:
     return _COUNT.pack(len(body)) + body
 
 
-def decode_answer(frame: bytes, table: dict | None = None) -> tuple[int, Answer]:
-    """(id, answer) from one answer frame without its length prefix; raises FrameError."""
+REPORTED = "the device panicked (reported in a crash frame)"
+REPORT_KEEP = 16 << 10  # characters of a crash frame's report kept (a backtrace's)
+
+
+def decode_answer(frame: bytes, table: dict | None = None, crashes: bool = False) -> tuple[int, Answer]:
+    """(id, answer) from one answer frame without its length prefix; raises FrameError.
+    `crashes`: whether hello settled crash frames (status 2), each a crash of the case."""
     if _compiled is not None:  # the compiled core decodes an accepting frame, the usual one
         got = _compiled.answer_frame(frame)
         if got is not None:
@@ -71,8 +78,13 @@ def decode_answer(frame: bytes, table: dict | None = None) -> tuple[int, Answer]
                 raise FrameError("the error name runs past the frame")
             name = frame[6:6 + n].decode("ascii")
             return req_id, Answer.reject(name, error_class(name, table), frame[6 + n:].decode(errors="replace"))
+        if status == 2 and crashes:
+            report = frame[5:].decode(errors="replace").strip()[-REPORT_KEEP:]
+            return req_id, Answer.fault("crash", f"{REPORTED}; stderr: {report}" if report else REPORTED,
+                                        crash_title(report, REPORTED))
         if status != 1:
-            raise FrameError(f"status byte {status}, not 0 or 1")
+            raise FrameError(f"status byte {status}, not 0 or 1" + (" (crash frames were not settled in hello)"
+                                                                     if status == 2 else ""))
         pos = 6
         header = None
         if frame[5]:

@@ -28,13 +28,15 @@ def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: d
                 start_timeout: float = START_TIMEOUT, max_restarts: int = MAX_RESTARTS,
                 rlimit_as: int | None = None, rlimit_cpu: int | None = None,
                 modes: tuple[str, ...] = FAST_MODES, die_with_parent: bool = False,
-                device: dict | None = None, env: dict | None = None, poll: int | None = None):
+                device: dict | None = None, env: dict | None = None, poll: int | None = None,
+                crash_frames: bool = True):
     """A target from its spec; raises TargetError naming what is wrong.
 
     The keyword arguments after `error_classes` but `device` apply to `cmd:`
     targets only (see CommandTarget); `modes=()` keeps a target on plain
     protocol v1; `env` adds variables to its environment; `poll`: the microseconds hello
-    asks it to poll its input (None: base.poll_us(1)). `device` is what
+    asks it to poll its input (None: base.poll_us(1)); `crash_frames`: whether hello offers
+    crash frames (docs/protocol-extensions.md). `device` is what
     the command line says of the device (JSON-able, so a fuzz worker gets it
     too): `description` (a --device file's object) and `source`, `features`
     (names), and the limits of model/device.py; it wins over what the target
@@ -42,7 +44,7 @@ def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: d
     """
     target = _open(spec, timeout=timeout, error_classes=error_classes, start_timeout=start_timeout,
                    max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
-                   die_with_parent=die_with_parent, env=env, poll=poll)
+                   die_with_parent=die_with_parent, env=env, poll=poll, crash_frames=crash_frames)
     if device:
         try:
             base = device.get("description")
@@ -56,7 +58,7 @@ def open_target(spec: str, *, timeout: float = DEFAULT_TIMEOUT, error_classes: d
 
 
 def _open(spec: str, *, timeout, error_classes, start_timeout, max_restarts, rlimit_as, rlimit_cpu, modes,
-          die_with_parent, env, poll):
+          die_with_parent, env, poll, crash_frames):
     kind, _, rest = spec.partition(":")
     if kind == "reference":
         return ModelTarget(rest or "spec")
@@ -76,5 +78,5 @@ def _open(spec: str, *, timeout, error_classes, start_timeout, max_restarts, rli
             raise TargetError(f"cannot split {rest!r}: {e}") from None
         return CommandTarget(argv, timeout=timeout, start_timeout=start_timeout, error_classes=error_classes,
                              max_restarts=max_restarts, rlimit_as=rlimit_as, rlimit_cpu=rlimit_cpu, modes=modes,
-                             die_with_parent=die_with_parent, env=env, poll=poll)
+                             die_with_parent=die_with_parent, env=env, poll=poll, crash_frames=crash_frames)
     raise TargetError(f"unknown target {spec!r}: use reference[:PROFILE], py:module:callable or cmd:COMMAND")

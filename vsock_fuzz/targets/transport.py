@@ -171,12 +171,14 @@ class Channel(Pipes):
         super().__init__(timeout)
         self.error_classes = error_classes
         self.mode = "v1"
+        self.crash_frames = False  # settled in hello (docs/protocol-extensions.md, "Crash frames")
         self._next_id = 0
         self._posted: deque[int] = deque()  # ids of requests post() sent ahead of their exchange
 
     def attach(self, child: Child) -> None:
         super().attach(child)
         self.mode = "v1"
+        self.crash_frames = False
         self._posted = deque()
 
     def post(self, case) -> None:
@@ -223,7 +225,7 @@ class Channel(Pipes):
         """
         frames = self.mode == FRAMES
         take = self.take_frame if frames else self.take_line
-        decode = _decode_frame if frames else _decode_line
+        decode = (_decode_crash_frame if self.crash_frames else _decode_frame) if frames else _decode_line
         error_classes = self.error_classes
         ids, self._posted = self._posted, deque()
         sent = len(answers) + len(ids)
@@ -279,9 +281,13 @@ def _decode_line(got: bytes, req_id: int, error_classes: dict | None) -> Answer:
     return answer
 
 
-def _decode_frame(got: bytes, req_id: int, error_classes: dict | None) -> Answer:
+def _decode_crash_frame(got: bytes, req_id: int, error_classes: dict | None) -> Answer:
+    return _decode_frame(got, req_id, error_classes, True)
+
+
+def _decode_frame(got: bytes, req_id: int, error_classes: dict | None, crashes: bool = False) -> Answer:
     try:
-        rid, answer = decode_answer(got, error_classes)
+        rid, answer = decode_answer(got, error_classes, crashes)
     except FrameError as e:
         raise _Garbage(f"printed an invalid frame: {e}") from None
     if rid != req_id:

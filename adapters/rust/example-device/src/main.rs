@@ -17,7 +17,13 @@ fn desc(p: &Parse, i: u64) -> Result<(u64, u64, u64, u64), Reject> {
 
 fn parse(p: &Parse) -> Result<Packet, Reject> {
     let mut ring = [0u8; 2];
-    p.ring.avail.checked_add(4).and_then(|at| p.memory.read(at, &mut ring)).ok_or_else(|| Reject::new("BadRing", "avail ring"))?;
+    let head = p.ring.avail.checked_add(4).and_then(|at| p.memory.read(at, &mut ring));
+    // A crash-prone twin for benchmarks/bench_gap.py (built with --features panic-on-unmapped-avail):
+    // libkrun panicked on an unmapped available ring, a common case among what a fuzzer makes.
+    if head.is_none() && cfg!(feature = "panic-on-unmapped-avail") {
+        panic!("available ring at {:#x} is not in guest memory", p.ring.avail);
+    }
+    head.ok_or_else(|| Reject::new("BadRing", "avail ring"))?;
     let (addr, len, flags, next) = desc(p, le(&ring))?;
     let ptr = p.memory.host_ptr(addr, HEADER_SIZE as u64);
     let (Some(ptr), true) = (ptr, len >= HEADER_SIZE as u64) else { return Err(Reject::new("BadHeader", "")) };

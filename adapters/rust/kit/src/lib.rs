@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 pub mod chain;
 pub mod coverage;
+mod crashes;
 mod memory;
 pub mod wire;
 
@@ -205,7 +206,7 @@ impl Target {
         Target { name: name.into(), version: version.into(), ..Default::default() }
     }
 
-    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>, coverage: Option<&str>) -> serde_json::Value {
+    fn hello(&self, id: &Option<serde_json::Value>, mode: Option<&str>, coverage: Option<&str>, crash_frames: bool) -> serde_json::Value {
         let mut device = serde_json::json!({ "features": self.features });
         for (k, v) in [
             ("max_data_size", self.max_data_size),
@@ -229,15 +230,21 @@ impl Target {
         if let Some(c) = coverage {
             h["coverage"] = c.into();
         }
+        if crash_frames {
+            h["crash_frames"] = true.into();
+        }
         h
     }
 }
 
 /// Serve the harness on stdin/stdout until stdin closes.
 ///
-/// A panic in the device is not caught: it unwinds out of here (flushing the answers to
-/// the cases before it, so the harness blames the right one) and the process exits with
-/// status 101, which the harness reports as a `safety.crash` on the case in flight.
+/// A panic in the device that unwinds is answered with a crash frame when the harness
+/// offers them and the process has no thread but this one (`crashes`): a forked child
+/// serves the cases, and a fresh one goes on after a crash. Otherwise it unwinds out of
+/// here (flushing the answers to the cases before it, so the harness blames the right one)
+/// and the process exits with status 101. The harness reports either as a `safety.crash` on
+/// the case in flight.
 pub fn run(target: &Target, device: impl Device) {
     // std's stdout flushes at every newline; the answers are buffered instead and
     // flushed when the input runs dry (a pipelining harness gets them in few writes).
@@ -343,17 +350,24 @@ fn serve_input<R: Read, W: Write>(target: &Target, mut device: impl Device, inpu
         let decoded = wire::decode_line(line);
         input.consume(n + 1);
         match decoded {
-            Line::Hello { id, modes, coverage, poll_us } => {
+            Line::Hello { id, modes, coverage, poll_us, crash_frames } => {
                 input.poll = Duration::from_micros(poll_us).min(MAX_POLL);
                 let frames = modes.iter().any(|m| m == MODE_FRAMES);
                 if cov.is_none() {
                     cov = coverage::Channel::open(&coverage);
                 }
-                let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.as_ref().map(|c| c.name()));
+                let forked = frames && crash_frames && input.fd.is_some() && crashes::can_fork();
+                let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.as_ref().map(|c| c.name()), forked);
                 serde_json::to_writer(&mut out, &hello)?;
                 out.write_all(b"\n")?;
+                if forked {
+                    let cov = cov.as_ref();
+                    return crashes::serve_forked(input, &mut out, |input, out| {
+                        serve_frames(target, &mut device, &mut mem, cov, input, out, true)
+                    });
+                }
                 if frames {
-                    return serve_frames(target, &mut device, &mut mem, cov.as_ref(), input, &mut out);
+                    return serve_frames(target, &mut device, &mut mem, cov.as_ref(), input, &mut out, false).map(drop);
                 }
             }
             Line::Parse { id, case } => {
@@ -366,6 +380,16 @@ fn serve_input<R: Read, W: Write>(target: &Target, mut device: impl Device, inpu
     out.flush()
 }
 
+/// How serving frames ended.
+enum Served {
+    /// The input ended.
+    Ended,
+    /// The device panicked; the case was answered with a crash frame.
+    Crashed,
+}
+
+/// Serve frames until the input ends or, `catching`, the device panics (the case is then
+/// answered with a crash frame and the input left at the next request).
 fn serve_frames<R: Read, W: Write>(
     target: &Target,
     device: &mut impl Device,
@@ -373,7 +397,8 @@ fn serve_frames<R: Read, W: Write>(
     cov: Option<&coverage::Channel>,
     input: &mut Input<R>,
     out: &mut W,
-) -> io::Result<()> {
+    catching: bool,
+) -> io::Result<Served> {
     while input.want(4, out)? {
         let n = u32::from_le_bytes(input.bytes(4).try_into().unwrap()) as usize;
         if n < 4 || !input.want(4 + n, out)? {
@@ -384,12 +409,23 @@ fn serve_frames<R: Read, W: Write>(
         let case = wire::decode_case(&frame[4..]);
         input.consume(4 + n);
         let answer = match case {
+            Ok(case) if catching => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(target, device, mem, cov, &case))) {
+                    Ok(answer) => answer,
+                    Err(payload) => {
+                        wire::crash_frame(out, id, &crashes::report(payload.as_ref()))?;
+                        out.flush()?;
+                        return Ok(Served::Crashed);
+                    }
+                }
+            }
             Ok(case) => answer(target, device, mem, cov, &case),
             Err(why) => Err(Reject::new("BadRequest", why)),
         };
         wire::answer_frame(out, id, &answer)?;
     }
-    out.flush()
+    out.flush()?;
+    Ok(Served::Ended)
 }
 
 /// Set the case's memory up, apply its writes and ask the device (counting its edges

@@ -272,6 +272,40 @@ fn a_panic_unwinds_after_flushing_earlier_answers() {
     assert_eq!(answers[0]["id"], 1);
 }
 
+/// Frames served catching panics (a forked child's, `crashes`): the case the device
+/// panicked on is answered with a crash frame (status 2, the report), the answers before it
+/// come first, and the input is left at the next request for the next child.
+#[test]
+fn a_caught_panic_is_answered_with_a_crash_frame_and_leaves_the_next_request_unread() {
+    let mut input = Vec::new();
+    for (id, queue) in [(1u32, QueueKind::Tx), (2, QueueKind::Rx), (3, QueueKind::Tx)] {
+        let body = wire::encode_case(&case(queue));
+        input.extend_from_slice(&(4 + body.len() as u32).to_le_bytes());
+        input.extend_from_slice(&id.to_le_bytes());
+        input.extend_from_slice(&body);
+    }
+    let mut device = |p: &Parse| match p.queue {
+        QueueKind::Tx => toy(p),
+        QueueKind::Rx => panic!("device bug"),
+    };
+    let mut reader = Input { r: &input[..], buf: Vec::new(), pos: 0, end: 0, fd: None, poll: Duration::ZERO };
+    let mut out = Vec::new();
+    let served = serve_frames(&target(), &mut device, &mut GuestMemory::default(), None, &mut reader, &mut out, true);
+    assert!(matches!(served, Ok(Served::Crashed)));
+    let n = u32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
+    assert_eq!(wire::decode_answer_frame(&out[4..4 + n]).unwrap().0, 1);
+    let crash = &out[4 + n..];
+    let m = u32::from_le_bytes(crash[..4].try_into().unwrap()) as usize;
+    assert_eq!(crash.len(), 4 + m, "nothing after the crash frame");
+    assert_eq!(&crash[4..9], &[2, 0, 0, 0, 2], "id 2, status 2");
+    assert!(String::from_utf8_lossy(&crash[9..]).contains("device bug"));
+    // What is left unserved is request 3, whole (read ahead or still unread).
+    let mut left = reader.buf[reader.pos..reader.end].to_vec();
+    reader.r.read_to_end(&mut left).unwrap();
+    assert_eq!(left.len(), 8 + wire::encode_case(&case(QueueKind::Tx)).len());
+    assert_eq!(&left[4..8], &3u32.to_le_bytes());
+}
+
 /// The coverage runtime: counters registered as SanitizerCoverage does, counted only while
 /// the device runs, added into the harness's region (saturating), and counted on a panic.
 #[test]

@@ -52,6 +52,7 @@ struct LineJ {
     modes: Option<Vec<String>>,
     coverage: Option<Vec<String>>,
     poll_us: Option<u64>,
+    crash_frames: Option<bool>,
     queue: Option<String>,
     max_data_size: Option<u64>,
     memory: Option<Vec<RegionJ>>,
@@ -61,8 +62,9 @@ struct LineJ {
 
 pub enum Line {
     /// `poll_us`: how long the harness asks the adapter to poll its input before it sleeps
-    /// on it (0: not asked; docs/protocol-extensions.md, "Polling").
-    Hello { id: Option<Value>, modes: Vec<String>, coverage: Vec<String>, poll_us: u64 },
+    /// on it (0: not asked; docs/protocol-extensions.md, "Polling"). `crash_frames`: whether
+    /// it takes a crash frame for a case the device panicked on ("Crash frames").
+    Hello { id: Option<Value>, modes: Vec<String>, coverage: Vec<String>, poll_us: u64, crash_frames: bool },
     Parse { id: Option<Value>, case: Case },
     /// A line the kit cannot use: answered `BadRequest` with the id, if any.
     Bad { id: Option<Value>, why: String },
@@ -94,6 +96,7 @@ pub fn decode_line(line: &[u8]) -> Line {
                 modes: j.modes.unwrap_or_default(),
                 coverage: j.coverage.unwrap_or_default(),
                 poll_us: j.poll_us.unwrap_or(0),
+                crash_frames: j.crash_frames.unwrap_or(false),
             };
         }
         Some("parse") => {}
@@ -280,6 +283,15 @@ pub fn answer_frame(out: &mut impl Write, id: u32, answer: &Answer) -> io::Resul
     }
     out.write_all(&(body.len() as u32).to_le_bytes())?;
     out.write_all(&body)
+}
+
+/// The answer frame to a case the device panicked on (status 2): `report`, what the panic
+/// printed on stderr (docs/protocol-extensions.md, "Crash frames").
+pub fn crash_frame(out: &mut impl Write, id: u32, report: &str) -> io::Result<()> {
+    out.write_all(&(5 + report.len() as u32).to_le_bytes())?;
+    out.write_all(&id.to_le_bytes())?;
+    out.write_all(&[2])?;
+    out.write_all(report.as_bytes())
 }
 
 /// `(id, answer)` from an answer frame without its length prefix; for tests and clients.

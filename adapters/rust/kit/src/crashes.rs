@@ -1,0 +1,175 @@
+//! Crash frames (docs/protocol-extensions.md): a device that panics costs a fork, not a new
+//! process.
+//!
+//! A crash used to end the process, and the harness started another: exec, the dynamic
+//! loader, the runtime and hello, about a millisecond on a small VM, twelve times a case. A
+//! device that panics on a common class of input (libkrun on an unmapped available ring)
+//! spent most of a campaign there. When the harness offers crash frames, the kit forks after
+//! hello and a child serves the cases. On a panic the child answers the case with a crash
+//! frame (the panic's report), hands its unread input back and exits; the parent forks a
+//! fresh child, which is the process as it was after hello: no state survives a crash, as
+//! with a restart.
+//!
+//! Only a panic that unwinds is answered so. A child that aborts, is killed by a signal or
+//! exits is mirrored by the parent (the same signal or status), which the harness reports
+//! as a crash and restarts, as before. A process with threads of its own does not fork (a
+//! forked child would have none of them) and answers hello without the key.
+
+use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::FromRawFd;
+use std::sync::Mutex;
+
+use super::{Input, Served};
+
+/// What the last panic printed, for its crash frame (set by the hook `serve_forked` installs).
+static REPORT: Mutex<Option<String>> = Mutex::new(None);
+
+/// Whether this process may serve through forked children: it has one thread.
+pub(crate) fn can_fork() -> bool {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
+}
+
+/// A panic hook that prints std's report (`thread 'main' panicked at file:line:col:` then
+/// the message, and the backtrace when RUST_BACKTRACE asks for it) and keeps it for the frame.
+fn install_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let mut text = format!("thread '{}' panicked at {at}:\n{}\n", thread.name().unwrap_or("<unnamed>"), message(info.payload()));
+        let trace = Backtrace::capture(); // on with RUST_BACKTRACE=1, as std's hook
+        if trace.status() == BacktraceStatus::Captured {
+            text += &format!("stack backtrace:\n{trace}\n");
+        } else {
+            text += "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        }
+        eprint!("{text}");
+        if let Ok(mut r) = REPORT.lock() {
+            *r = Some(text);
+        }
+    }));
+}
+
+fn message(payload: &(dyn Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("Box<dyn Any>")
+}
+
+/// The report of the panic that unwound with `payload`: the hook's, else its message alone.
+pub(crate) fn report(payload: &(dyn Any + Send)) -> String {
+    REPORT.lock().ok().and_then(|mut r| r.take()).unwrap_or_else(|| format!("panicked: {}\n", message(payload)))
+}
+
+/// Unwind once in this process, quietly: the unwinder reads the program's unwind tables on
+/// its first use, and every forked child would pay for that on its crash.
+fn warm_unwinder() {
+    std::panic::set_hook(Box::new(|_| {}));
+    let _ = std::panic::catch_unwind(|| panic!("warming the unwinder"));
+}
+
+/// Serve frames through forked children until the input ends (see the module's comment).
+/// A crashed child hands back `C`, the length of its unread input (le64) and the input; the
+/// parent forks the next child on it at once and reaps the crashed one after, while the
+/// new one serves.
+/// `serve` is serve_frames catching panics, on the child's input and output.
+pub(crate) fn serve_forked<R: Read, W: Write>(
+    input: &mut Input<R>,
+    out: &mut W,
+    mut serve: impl FnMut(&mut Input<R>, &mut W) -> io::Result<Served>,
+) -> io::Result<()> {
+    warm_unwinder();
+    install_hook();
+    let mut crashed: Option<libc::pid_t> = None;
+    loop {
+        out.flush()?;
+        let mut fds = [0i32; 2];
+        // SAFETY: a valid array for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getpid cannot fail; the process has one thread (can_fork), so the child's
+        // copy is whole.
+        let parent = unsafe { libc::getpid() };
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: the read end is the parent's; the write end is ours alone from here.
+            let mut back = unsafe {
+                libc::close(fds[0]);
+                File::from_raw_fd(fds[1])
+            };
+            // A child is not killed with its parent as the harness's `die_with_parent` kills
+            // the parent: a hung child would outlive both. SAFETY: plain prctl.
+            #[cfg(target_os = "linux")]
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(2); // the parent died before the prctl
+                }
+            }
+            let code = match serve(input, out) {
+                Ok(Served::Crashed) => {
+                    let unread = &input.buf[input.pos..input.end];
+                    let mut handed = Vec::with_capacity(9 + unread.len());
+                    handed.push(b'C');
+                    handed.extend_from_slice(&(unread.len() as u64).to_le_bytes());
+                    handed.extend_from_slice(unread);
+                    i32::from(back.write_all(&handed).is_err()) * 2
+                }
+                Ok(Served::Ended) => 0,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+                Err(e) => {
+                    eprintln!("vsock-fuzz-adapter: {e}");
+                    2
+                }
+            };
+            // SAFETY: ends the child without running exit handlers the parent will run.
+            unsafe { libc::_exit(code) };
+        }
+        if let Some(old) = crashed.take() {
+            reap(old)?;
+        }
+        // SAFETY: the write end is the child's; the read end is ours alone.
+        let mut from_child = unsafe {
+            libc::close(fds[1]);
+            File::from_raw_fd(fds[0])
+        };
+        let mut head = [0u8; 9];
+        if from_child.read_exact(&mut head).is_ok() && head[0] == b'C' {
+            let mut unread = vec![0u8; u64::from_le_bytes(head[1..].try_into().unwrap()) as usize];
+            if from_child.read_exact(&mut unread).is_ok() {
+                input.end = unread.len();
+                input.buf = unread;
+                input.pos = 0;
+                crashed = Some(pid);
+                continue;
+            }
+        }
+        // The input ended, or the child died another way: end as it did.
+        let status = reap(pid)?;
+        if libc::WIFSIGNALED(status) {
+            // SAFETY: the default action of the signal that ended the child ends us too.
+            unsafe {
+                libc::signal(libc::WTERMSIG(status), libc::SIG_DFL);
+                libc::raise(libc::WTERMSIG(status));
+            }
+        }
+        std::process::exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 2 });
+    }
+}
+
+/// Wait for child `pid` to end; its status.
+fn reap(pid: libc::pid_t) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: pid is our child, not yet reaped.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(status)
+}

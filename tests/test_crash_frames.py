@@ -1,0 +1,86 @@
+"""Crash frames (docs/protocol-extensions.md): a Rust kit target whose device panics answers
+the case with a crash frame and goes on in a forked child, instead of dying and being
+started again.
+
+The target is the kit's example device built to panic on an unmapped available ring
+(`make adapters`: adapters/rust/target/avail-panic), as libkrun did. tests/test_rust_adapters.py
+fails when cargo is missing; this module builds through the same fixture.
+"""
+
+import struct
+
+import pytest
+
+from vsock_fuzz.case.layout import assemble, linux_tx
+from vsock_fuzz.engines.worker import with_backtrace
+from vsock_fuzz.oracles import evaluate
+from vsock_fuzz.targets import CommandTarget
+from vsock_fuzz.targets.frames import FrameError, decode_answer
+
+from test_rust_adapters import WORKSPACE, built  # noqa: F401  (the fixture)
+
+TWIN = WORKSPACE / "target" / "avail-panic" / "release" / "vsock-target-example"
+TITLE = "panicked at example-device/src/main.rs:"
+
+
+def good(length: int = 16):
+    return assemble(linux_tx("5.x", length))
+
+
+def unmapped_avail(length: int = 16):
+    case = good(length)
+    return case._replace(ring=case.ring._replace(avail=1 << 40))
+
+
+@pytest.fixture
+def twin(built):  # noqa: F811
+    assert TWIN.exists(), "`make adapters` builds the panicking twin"
+    targets = []
+
+    def open_twin(**kw) -> CommandTarget:
+        t = CommandTarget([str(TWIN)], env={"RUST_BACKTRACE": "0"}, **kw)
+        targets.append(t)
+        return t
+    yield open_twin
+    for t in targets:
+        t.close()
+
+
+def test_a_panic_is_answered_in_a_crash_frame_without_a_restart_and_the_answers_around_it_stand(twin):
+    cases = [good(1), unmapped_avail(), good(2), good(3), unmapped_avail(), good(4)]
+    framed, restarted = twin(), twin(crash_frames=False)
+    got, want = framed.parse_many(cases), restarted.parse_many(cases)
+    assert framed.hello.get("crash_frames") is True and "crash_frames" not in restarted.hello
+    assert [a.error_class for a in got] == [None, "crash", None, None, "crash", None]
+    assert framed.restarts == 0 and restarted.restarts == 2
+    # The same answers, crashes included: the same title, from the same panic report.
+    assert [a for a in got if not a.faulted] == [a for a in want if not a.faulted]
+    assert [a.title for a in got] == [a.title for a in want]
+    assert got[1].title.startswith(TITLE) and "available ring at 0xN is not in guest memory" in got[1].title
+    assert "crash frame" in got[1].detail and "panicked at" in got[1].detail
+
+
+def test_a_crash_is_judged_as_before(twin):
+    answer, findings = evaluate(twin(), unmapped_avail())
+    assert answer.faulted
+    assert [f.oracle for f in findings] == ["safety.crash"]
+    assert findings[0].signature.startswith(TITLE)
+
+
+def test_a_crash_run_again_with_backtraces_keeps_its_backtrace_and_the_process_after_it_has_none(twin):
+    target = twin()
+    finding = evaluate(target, unmapped_avail())[1][0]
+    again = with_backtrace(target, finding)
+    assert "stack backtrace:" in again.message and TITLE in again.message
+    # restart_with's process served that case alone: the next crash prints no backtrace
+    # (a symbolized one costs 100-300 ms, which every crash after it would pay).
+    after = target.parse(unmapped_avail(8))
+    assert after.faulted and "stack backtrace" not in after.detail
+
+
+def test_a_crash_frame_is_garbage_unless_hello_settled_them():
+    frame = struct.pack("<IB", 7, 2) + b"thread 'main' panicked at src/lib.rs:3:5:\nboom\n"
+    with pytest.raises(FrameError, match="not settled"):
+        decode_answer(frame)
+    rid, answer = decode_answer(frame, crashes=True)
+    assert rid == 7 and answer.error_class == "crash" and answer.title == "panicked at src/lib.rs:3:5: boom"
