@@ -32,8 +32,11 @@ pub(crate) fn can_fork() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
 }
 
-/// A panic hook that prints std's report (`thread 'main' panicked at file:line:col:` then
-/// the message, and the backtrace when RUST_BACKTRACE asks for it) and keeps it for the frame.
+/// A panic hook that writes std's report (`thread 'main' panicked at file:line:col:` then
+/// the message, and the backtrace when RUST_BACKTRACE asks for it) for the crash frame
+/// rather than on stderr: the harness reads it there, and a write to stderr per crash woke
+/// the harness's stderr reader for nothing (a campaign 7% slower on a device that panics
+/// often).
 fn install_hook() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
@@ -45,7 +48,6 @@ fn install_hook() {
         } else {
             text += "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
         }
-        eprint!("{text}");
         if let Ok(mut r) = REPORT.lock() {
             *r = Some(text);
         }
@@ -62,7 +64,8 @@ pub(crate) fn report(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Unwind once in this process, quietly: the unwinder reads the program's unwind tables on
-/// its first use, and every forked child would pay for that on its crash.
+/// its first use, and every forked child would pay for that on its crash (measured: 15% of
+/// the CPU a crash costs, 8 page faults of 58).
 fn warm_unwinder() {
     std::panic::set_hook(Box::new(|_| {}));
     let _ = std::panic::catch_unwind(|| panic!("warming the unwinder"));
@@ -141,8 +144,13 @@ pub(crate) fn serve_forked<R: Read, W: Write>(
         if from_child.read_exact(&mut head).is_ok() && head[0] == b'C' {
             let mut unread = vec![0u8; u64::from_le_bytes(head[1..].try_into().unwrap()) as usize];
             if from_child.read_exact(&mut unread).is_ok() {
+                // Into the buffer as it is, whose pages the next child shares until it writes
+                // them: a new one would be zeroed to its full 64 KiB there, a fault per page.
+                if input.buf.len() < unread.len() {
+                    input.buf.resize(unread.len(), 0);
+                }
+                input.buf[..unread.len()].copy_from_slice(&unread);
                 input.end = unread.len();
-                input.buf = unread;
                 input.pos = 0;
                 crashed = Some(pid);
                 continue;
