@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from vsock_fuzz.case.binary import decode  # noqa: E402
 from vsock_fuzz.engines.campaign import NO_BACKTRACES, Campaign, Options  # noqa: E402
 from vsock_fuzz.engines.percase import DETERMINISM_EVERY  # noqa: E402
+from vsock_fuzz.engines.summary import hits  # noqa: E402
 from vsock_fuzz.model.packet import parse  # noqa: E402
 from vsock_fuzz.model.compiled import load as load_core  # noqa: E402
 from vsock_fuzz.oracles import run as oracle_run  # noqa: E402
@@ -291,6 +292,12 @@ def print_breakdown(title: str, phases_: tuple, breakdown: dict) -> None:
           + "  (only they pay for the oracles)")
 
 
+def crash_share(c: Campaign) -> float:
+    """The share of a campaign's cases that crashed its target (safety.crash hits)."""
+    crashes = sum(n for key, n in hits(c.pool).items() if key.startswith("safety.crash:"))
+    return crashes / max(c.pool.total_execs(), 1)
+
+
 def firsts_of(c: Campaign) -> dict:
     return {d.oracle: d.first for d in c.findings.values()}
 
@@ -312,7 +319,7 @@ def main(argv=None) -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s); campaigns of {args.seconds:g}s, "
           f"1 worker, atheris, every oracle, from an empty corpus; RUST_BACKTRACE={os.environ.get('RUST_BACKTRACE', '')!r}"
           " here (campaigns run targets with 0)")
-    rows, py_breakdown, core_breakdown = [], {}, {}
+    rows, py_breakdown, core_breakdown, crashed = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-gap-") as tmp:
         for label, spec in targets(args.only, Path(tmp)):
             env = ENVIRONMENT.get(label)
@@ -339,6 +346,7 @@ def main(argv=None) -> int:
             finally:
                 unpolled.close()
             rows.append((label, b_py, b_core, a1, a0, a256, firsts_of(before), firsts_of(after)))
+            crashed[label] = (crash_share(before), crash_share(after))
             py_breakdown[label] = (per, 1 / b_py if b_py else float("nan"), differ)
             core_breakdown[label] = (cper, 1 / b_core if b_core else float("nan"), cdiffer)
             print(f"  {label}: Python path {before.pool.total_execs():,} cases in {before.elapsed:.1f}s "
@@ -369,8 +377,10 @@ def main(argv=None) -> int:
         if crashing in rate and twin in rate:
             (p, c), (tp, tc) = rate[crashing], rate[twin]
             env = "".join(f" ({k}={v} in its environment)" for k, v in ENVIRONMENT.get(crashing, {}).items())
+            share = crashed[crashing]
             print(f"{crashing}{env}: {p:,.0f} exec/s on the Python path = {p / tp:.2f} of {twin}'s, "
-                  f"{c:,.0f} through the core = {c / tc:.2f} of {twin}'s")
+                  f"{c:,.0f} through the core = {c / tc:.2f} of {twin}'s; "
+                  f"its cases that crashed: {share[0]:.0%} and {share[1]:.0%}")
     if "ring_crash" in first:
         for path, f in zip(("Python path", "core"), first["ring_crash"]):
             t = f.get(SECOND_BUG)
