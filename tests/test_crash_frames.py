@@ -20,6 +20,8 @@ from vsock_fuzz.targets.frames import FrameError, decode_answer
 from test_rust_adapters import WORKSPACE, built  # noqa: F401  (the fixture)
 
 TWIN = WORKSPACE / "target" / "avail-panic" / "release" / "vsock-target-example"
+# The kit's example device that panics or aborts on request (`cargo test` builds it).
+CRASHING = WORKSPACE / "target" / "release" / "examples" / "crashing_device"
 TITLE = "panicked at example-device/src/main.rs:"
 
 
@@ -58,6 +60,25 @@ def test_a_panic_is_answered_in_a_crash_frame_without_a_restart_and_the_answers_
     assert [a.title for a in got] == [a.title for a in want]
     assert got[1].title.startswith(TITLE) and "available ring at 0xN is not in guest memory" in got[1].title
     assert "crash frame" in got[1].detail and "panicked at" in got[1].detail
+
+
+def test_a_panic_is_a_crash_frame_and_an_abort_still_ends_the_process(built):  # noqa: F811
+    target = CommandTarget([str(CRASHING)], env={"RUST_BACKTRACE": "0"})
+    try:
+        # max_data_size 1: the device panics; 2: it aborts, which no frame can answer. The abort
+        # is asked alone: answers still buffered in the process are lost with it (a panic's
+        # crash frame flushes them), and a pipelined case before it would be blamed.
+        answers = [*target.parse_many([good()._replace(max_data_size=n) for n in (100, 1, 100)]),
+                   target.parse(good()._replace(max_data_size=2)),
+                   *target.parse_many([good()._replace(max_data_size=n) for n in (100, 1)])]
+        assert [a.error_class for a in answers][1::2] == ["crash", "crash", "crash"]
+        assert [a.error for a in answers][::2] == ["Refused"] * 3
+        assert answers[1].title == answers[5].title and answers[1].title.endswith(": asked to panic")
+        assert "SIGABRT" in answers[3].detail
+        assert target.restarts == 1  # after the abort only; the new process takes crash frames again
+        assert target.hello.get("crash_frames") is True
+    finally:
+        target.close()
 
 
 def test_a_crash_is_judged_as_before(twin):

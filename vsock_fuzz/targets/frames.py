@@ -19,9 +19,9 @@ from __future__ import annotations
 import struct
 
 from ..model.answer import Answer, error_class
-from .crash_title import crash_title
 from ..model.compiled import load
 from ..case.wire import HEADER_SIZE, Header
+from .crash_title import crash_title
 
 MODE = "frames-v1"
 MAX_FRAME = 16 << 20  # an answer frame announcing more is garbage
