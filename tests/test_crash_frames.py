@@ -72,11 +72,25 @@ def test_a_panic_is_a_crash_frame_and_an_abort_still_ends_the_process(built):  #
                    target.parse(good()._replace(max_data_size=2)),
                    *target.parse_many([good()._replace(max_data_size=n) for n in (100, 1)])]
         assert [a.error_class for a in answers][1::2] == ["crash", "crash", "crash"]
-        assert [a.error for a in answers][::2] == ["Refused"] * 3
+        # The case after each crash is the first its process sees: no state of the crashed one.
+        assert [(a.error, a.detail) for a in answers][::2] == [("Refused", "case 1 of this process")] * 3
         assert answers[1].title == answers[5].title and answers[1].title.endswith(": asked to panic")
         assert "SIGABRT" in answers[3].detail
         assert target.restarts == 1  # after the abort only; the new process takes crash frames again
         assert target.hello.get("crash_frames") is True
+    finally:
+        target.close()
+
+
+def test_crash_frames_in_a_row_end_the_process_and_its_restart_asks_the_canary(built):  # noqa: F811
+    """As --max-restarts dying crashes in a row do (RestartPolicy), so that a device that crashes
+    on every case, the canary too, is given up, though its crash frames keep it alive."""
+    target = CommandTarget([str(CRASHING)], env={"RUST_BACKTRACE": "0"}, max_restarts=3)
+    try:
+        answers = [target.parse(good()._replace(max_data_size=n)) for n in (1, 1, 1, 100)]
+        assert [a.error_class for a in answers[:3]] == ["crash"] * 3
+        assert target.restarts == 1
+        assert answers[3].detail == "case 2 of this process"  # the canary was its first
     finally:
         target.close()
 

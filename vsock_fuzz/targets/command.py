@@ -34,7 +34,9 @@ class RestartPolicy:
     faults and failed restarts without one case answered, the target is
     given a Linux 6.2 tx packet; if it does not answer that either, the next
     case raises TargetError (0: never give up). A target that cannot start
-    the first time raises TargetError at once.
+    the first time raises TargetError at once. Crash frames count as faults
+    too, though their process goes on: as many in a row end it, and the
+    restart asks the canary.
 
     For CommandTarget, which counts a fault in `failures` and `last_fault`,
     sets `failures` to 0 on an answer, and restarts through `_restart`.
@@ -58,9 +60,11 @@ class RestartPolicy:
     def _ensure_started(self) -> None:
         """Start the target, or restart it after a fault with the back-off and cap above."""
         while self.proc is None:
-            if self.max_restarts and self.failures >= self.max_restarts and not self._answers_canary():
-                raise TargetError(f"{self.name}: target restarted {self.max_restarts} times in a row without "
-                                  f"answering a case; giving up: {self.last_fault}")
+            if self.max_restarts and self.failures >= self.max_restarts:
+                if not self._answers_canary():
+                    raise TargetError(f"{self.name}: target restarted {self.max_restarts} times in a row without "
+                                      f"answering a case; giving up: {self.last_fault}")
+                continue  # the canary's process runs on
             if self.failed_restarts:
                 time.sleep(min(BACKOFF_FIRST * 2 ** (self.failed_restarts - 1), BACKOFF_MAX))
             try:
@@ -137,10 +141,14 @@ class ProcessLife:
 
     def _spawn(self, tail: StderrTail) -> Child:
         kw = self.coverage.child() if self.coverage is not None else {}
-        extra, self._once_env = {**self.env, **self._once_env}, {}
+        once, self._once_env = self._once_env, {}
+        extra = {**self.env, **once}
         if extra:
             kw["env"] = {**kw.get("env", os.environ), **extra}
-        return Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl, **kw)
+        child = Child(self.argv, tail, rlimits=self.rlimits, prctl=self._prctl, **kw)
+        if once:
+            self._once_child = child
+        return child
 
     def restart_with(self, env: dict) -> None:
         """Run the next case in a new process with `env` added to its environment, once: the
@@ -150,8 +158,8 @@ class ProcessLife:
         otherwise keep it, and its backtraces, after the crash)."""
         self._kill()
         self._drop_spare()
+        self._posted = None  # sent to the process just killed: asked again if it is parsed
         self._once_env = dict(env)
-        self._once = True
 
     def _begin(self, child: Child) -> None:
         """Make `child` the running target: attach the pipes and settle hello."""
@@ -201,6 +209,8 @@ class ProcessLife:
         child, self._child, self.proc = self._child, None, None
         if child is not None:
             child.kill()
+            if child is self._once_child:
+                self._once_child = None
 
 
 class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
@@ -251,7 +261,7 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
         self.rlimits = [(res, v) for res, v in (("RLIMIT_AS", rlimit_as), ("RLIMIT_CPU", rlimit_cpu)) if v]
         self.env = dict(env or {})
         self._once_env: dict = {}  # restart_with's, for the next process only
-        self._once = False  # the running process is restart_with's: ended after its exchange
+        self._once_child = None  # restart_with's process: ended once it has answered
         self.modes = tuple(modes)
         # Asked in hello when not 0; never under rlimit_cpu, whose budget the polls would spend.
         self.poll_us = 0 if rlimit_cpu else poll_us(1) if poll is None else poll
@@ -310,12 +320,20 @@ class CommandTarget(ProcessLife, WarmStandby, RestartPolicy, Described):
             self._ensure_started()
             before = len(answers)
             fault = self._wire.exchange(cases, answers)
-            if len(answers) > before:
-                self.failures = 0
+            for a in answers[before:]:
+                if a.faulted:  # a crash frame: the process goes on (docs/protocol-extensions.md)
+                    self.failures += 1
+                    self.last_fault = f"{a.detail.partition('; stderr: ')[0]}: {a.title}"
+                    self._restart_failed = False
+                else:
+                    self.failures = 0
+            if self.max_restarts and self.failures >= self.max_restarts and fault is None:
+                # Crash frames in a row as many as the faults that make a dying target ask the
+                # canary: end this process too, so the restart asks it (RestartPolicy).
+                self._kill()
             if fault is not None:
                 answers.append(self._fault(*fault))
-        if self._once:
-            self._once = False
+        if self._once_child is not None and self._once_child is self._child:
             self._kill()
         return answers
 

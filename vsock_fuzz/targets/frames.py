@@ -79,9 +79,10 @@ def decode_answer(frame: bytes, table: dict | None = None, crashes: bool = False
             name = frame[6:6 + n].decode("ascii")
             return req_id, Answer.reject(name, error_class(name, table), frame[6 + n:].decode(errors="replace"))
         if status == 2 and crashes:
-            report = frame[5:].decode(errors="replace").strip()[-REPORT_KEEP:]
-            return req_id, Answer.fault("crash", f"{REPORTED}; stderr: {report}" if report else REPORTED,
-                                        crash_title(report, REPORTED))
+            report = frame[5:].decode(errors="replace").strip()
+            title = crash_title(report, REPORTED)  # from the whole report: its first line names the site
+            report = report[-REPORT_KEEP:]
+            return req_id, Answer.fault("crash", f"{REPORTED}; stderr: {report}" if report else REPORTED, title)
         if status != 1:
             raise FrameError(f"status byte {status}, not 0 or 1" + (" (crash frames were not settled in hello)"
                                                                      if status == 2 else ""))

@@ -20,6 +20,7 @@ use std::backtrace::{Backtrace, BacktraceStatus};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{Input, Served};
@@ -32,13 +33,22 @@ pub(crate) fn can_fork() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
 }
 
+/// Set while the device answers a case in a child, under `answering`: the hook then keeps
+/// the report for the crash frame. Any other panic (the kit's own, a panic while panicking)
+/// goes to the hook there was before, which prints it on stderr as usual.
+static ANSWERING: AtomicBool = AtomicBool::new(false);
+
 /// A panic hook that writes std's report (`thread 'main' panicked at file:line:col:` then
 /// the message, and the backtrace when RUST_BACKTRACE asks for it) for the crash frame
 /// rather than on stderr: the harness reads it there, and a write to stderr per crash woke
 /// the harness's stderr reader for nothing (a campaign 7% slower on a device that panics
 /// often).
 fn install_hook() {
-    std::panic::set_hook(Box::new(|info| {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !ANSWERING.load(Ordering::Relaxed) {
+            return previous(info);
+        }
         let thread = std::thread::current();
         let at = info.location().map(|l| l.to_string()).unwrap_or_default();
         let mut text = format!("thread '{}' panicked at {at}:\n{}\n", thread.name().unwrap_or("<unnamed>"), message(info.payload()));
@@ -54,6 +64,14 @@ fn install_hook() {
     }));
 }
 
+/// `f`, the device answering a case, with a panic caught for its crash frame.
+pub(crate) fn answering<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    ANSWERING.store(true, Ordering::Relaxed);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    ANSWERING.store(false, Ordering::Relaxed);
+    r
+}
+
 fn message(payload: &(dyn Any + Send)) -> &str {
     payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("Box<dyn Any>")
 }
@@ -67,8 +85,10 @@ pub(crate) fn report(payload: &(dyn Any + Send)) -> String {
 /// its first use, and every forked child would pay for that on its crash (measured: 15% of
 /// the CPU a crash costs, 8 page faults of 58).
 fn warm_unwinder() {
+    let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let _ = std::panic::catch_unwind(|| panic!("warming the unwinder"));
+    std::panic::set_hook(hook);
 }
 
 /// Serve frames through forked children until the input ends (see the module's comment).
@@ -83,6 +103,9 @@ pub(crate) fn serve_forked<R: Read, W: Write>(
 ) -> io::Result<()> {
     warm_unwinder();
     install_hook();
+    // SAFETY: plain signal call. Children must stay waitable: SIG_IGN (inherited from
+    // whatever started us) would have them reaped unseen.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let mut crashed: Option<libc::pid_t> = None;
     loop {
         out.flush()?;
@@ -125,6 +148,7 @@ pub(crate) fn serve_forked<R: Read, W: Write>(
                 Ok(Served::Ended) => 0,
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
                 Err(e) => {
+                    let _ = out.flush(); // the answers made so far, if the output still takes them
                     eprintln!("vsock-fuzz-adapter: {e}");
                     2
                 }
@@ -159,8 +183,10 @@ pub(crate) fn serve_forked<R: Read, W: Write>(
         // The input ended, or the child died another way: end as it did.
         let status = reap(pid)?;
         if libc::WIFSIGNALED(status) {
-            // SAFETY: the default action of the signal that ended the child ends us too.
+            // SAFETY: the default action of the signal that ended the child ends us too, with
+            // no core of ours over the child's.
             unsafe {
+                libc::setrlimit(libc::RLIMIT_CORE, &libc::rlimit { rlim_cur: 0, rlim_max: 0 });
                 libc::signal(libc::WTERMSIG(status), libc::SIG_DFL);
                 libc::raise(libc::WTERMSIG(status));
             }

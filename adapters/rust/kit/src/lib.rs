@@ -356,7 +356,8 @@ fn serve_input<R: Read, W: Write>(target: &Target, mut device: impl Device, inpu
                 if cov.is_none() {
                     cov = coverage::Channel::open(&coverage);
                 }
-                let forked = frames && crash_frames && input.fd.is_some() && crashes::can_fork();
+                // Under panic = "abort" a panic cannot be answered: the process dies, as without.
+                let forked = frames && crash_frames && input.fd.is_some() && cfg!(panic = "unwind") && crashes::can_fork();
                 let hello = target.hello(&id, frames.then_some(MODE_FRAMES), cov.as_ref().map(|c| c.name()), forked);
                 serde_json::to_writer(&mut out, &hello)?;
                 out.write_all(b"\n")?;
@@ -410,7 +411,7 @@ fn serve_frames<R: Read, W: Write>(
         input.consume(4 + n);
         let answer = match case {
             Ok(case) if catching => {
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(target, device, mem, cov, &case))) {
+                match crashes::answering(|| answer(target, device, mem, cov, &case)) {
                     Ok(answer) => answer,
                     Err(payload) => {
                         wire::crash_frame(out, id, &crashes::report(payload.as_ref()))?;
