@@ -7,6 +7,7 @@ The target is the kit's example device built to panic on an unmapped available r
 fails when cargo is missing; this module builds through the same fixture.
 """
 
+import os
 import struct
 
 import pytest
@@ -93,6 +94,31 @@ def test_crash_frames_in_a_row_end_the_process_and_its_restart_asks_the_canary(b
         assert answers[3].detail == "case 2 of this process"  # the canary was its first
     finally:
         target.close()
+
+
+def test_many_crashes_pipelined_leave_no_process_or_descriptor_behind_and_end_cleanly(twin):
+    """Cases of several KiB pipelined around crashes (a request may be split between what the
+    crashed child read and what is still in the pipe): the answers of a restarted twin, as
+    many children alive as before, as many open descriptors, and exit status 0 at the end."""
+    sizes = [k * 37 % 4000 + 1 for k in range(1, 200, 7)]
+    cases = [unmapped_avail(n) if n % 3 == 0 else good(n) for n in sizes]
+    framed, restarted = twin(), twin(crash_frames=False)
+    framed.parse(good())
+    pid = framed.proc.pid
+    fds, children = len(os.listdir(f"/proc/{pid}/fd")), _children(pid)
+    got, want = framed.parse_many(cases * 3), restarted.parse_many(cases * 3)
+    assert sum(a.faulted for a in got) == 3 * sum(c.ring.avail == 1 << 40 for c in cases) > 20
+    assert framed.restarts == 0 and restarted.restarts > 20
+    seen = [(a.ok, a.error, a.header, a.header_slices, a.data_slices, a.title) for a in got]
+    assert seen == [(a.ok, a.error, a.header, a.header_slices, a.data_slices, a.title) for a in want]
+    assert len(os.listdir(f"/proc/{pid}/fd")) == fds and len(_children(pid)) == len(children) == 1
+    proc = framed.proc
+    framed.close()
+    assert proc.returncode == 0
+
+
+def _children(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/task/{pid}/children").read().split()
 
 
 def test_a_crash_is_judged_as_before(twin):
