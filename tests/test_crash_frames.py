@@ -133,6 +133,10 @@ def test_a_crash_run_again_with_backtraces_keeps_its_backtrace_and_the_process_a
     finding = evaluate(target, unmapped_avail())[1][0]
     again = with_backtrace(target, finding)
     assert "stack backtrace:" in again.message and TITLE in again.message
+    # The frames from the device's down, as std's hook prints them: not the hook's own.
+    trace = again.message.split("stack backtrace:\n", 1)[1]
+    assert trace.splitlines()[0].endswith("rust_begin_unwind") and "install_hook" not in trace
+    assert "Device>::parse" in trace and "vsock_target_example::main" in trace and "lang_start" not in trace
     # restart_with's process served that case alone: the next crash prints no backtrace
     # (a symbolized one costs 100-300 ms, which every crash after it would pay).
     after = target.parse(unmapped_avail(8))

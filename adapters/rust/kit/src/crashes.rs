@@ -54,7 +54,7 @@ fn install_hook() {
         let mut text = format!("thread '{}' panicked at {at}:\n{}\n", thread.name().unwrap_or("<unnamed>"), message(info.payload()));
         let trace = Backtrace::capture(); // on with RUST_BACKTRACE=1, as std's hook
         if trace.status() == BacktraceStatus::Captured {
-            text += &format!("stack backtrace:\n{trace}\n");
+            text += &format!("stack backtrace:\n{}", short(&trace.to_string()));
         } else {
             text += "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
         }
@@ -70,6 +70,35 @@ pub(crate) fn answering<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     ANSWERING.store(false, Ordering::Relaxed);
     r
+}
+
+/// The frames of a backtrace between std's markers, numbered from 0, as std's own hook
+/// prints them: not the hook's and the unwinder's frames above the panic, nor the runtime's
+/// below main. All of them when a marker is missing.
+fn short(trace: &str) -> String {
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in trace.lines() {
+        let numbered = line.trim_start().split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok());
+        match frames.last_mut() {
+            Some(frame) if !numbered => frame.push(line),
+            _ => frames.push(vec![line]),
+        }
+    }
+    let at = |marker: &str| frames.iter().position(|f| f[0].contains(marker));
+    let (from, to) = match (at("__rust_end_short_backtrace"), at("__rust_begin_short_backtrace")) {
+        (Some(end), Some(begin)) if end < begin => (end + 1, begin),
+        _ => (0, frames.len()),
+    };
+    let mut out = String::new();
+    for (i, frame) in frames[from..to].iter().enumerate() {
+        let symbol = frame[0].trim_start().split_once(": ").map_or(frame[0], |(_, s)| s);
+        out += &format!("{i:>4}: {symbol}\n");
+        for line in &frame[1..] {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn message(payload: &(dyn Any + Send)) -> &str {
