@@ -191,14 +191,16 @@ def test_counters_for_libfuzzer():
 def test_coverage_through_the_core(target):
     """Through the core, a campaign instruments the oracles (they tell one disagreement from
     another, on the answers that differ) and a py: target's own code, not the Python model
-    (the core's counters stand for it) nor the plumbing."""
+    (the core's counters stand for it) nor the plumbing, the oracles' own included."""
     include, exclude, compiled = percase.coverage_plan(target)
     assert compiled and "vsock_fuzz" in include
     assert ("mydevice" in include) == (target == "py:mydevice:parse")
     kept = {m for m in percase._our_modules() if m not in exclude}
-    assert {"vsock_fuzz.oracles.safety", "vsock_fuzz.oracles.conformance", "vsock_fuzz.oracles.context"} <= kept
+    oracles = {m for m in percase._our_modules() if m.startswith("vsock_fuzz.oracles")}
+    assert oracles & kept == oracles - percase.ORACLE_PLUMBING
+    assert {"vsock_fuzz.oracles.safety", "vsock_fuzz.oracles.conformance", "vsock_fuzz.oracles.interop"} <= kept
     assert not kept & {"vsock_fuzz.model.packet", "vsock_fuzz.model.chain", "vsock_fuzz.engines.percase",
-                       "vsock_fuzz.targets.command"}
+                       "vsock_fuzz.targets.command", "vsock_fuzz.oracles.context", "vsock_fuzz.oracles.run"}
     assert ("vsock_fuzz.zoo.indirect_unoffered" in kept) == ("zoo" in target)
 
 
