@@ -247,6 +247,7 @@ def core_phases(target, inputs: list, seconds: float) -> tuple[dict, int, float]
     native = isinstance(target, CommandTarget)
     n, differing, start = 0, 0, pc()
     while pc() - start < seconds or not n:
+        oracle_run.forget()  # judged afresh each round, as a campaign meets each case (oracles.run keeps findings)
         for data in inputs:
             t0 = pc()
             cc = core.decode(data)

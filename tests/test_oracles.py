@@ -376,6 +376,31 @@ def test_evaluate_runs_twice_and_names_the_target():
     assert fs == []
 
 
+def test_the_same_answer_to_the_same_case_is_judged_once_and_asked_again(monkeypatch):
+    """oracles.run keeps a target's findings for a (case, answer) it judged: the oracles run once,
+    the findings are the same values (stamped, each call's own list), and determinism still asks
+    the target again and judges the second answer afresh."""
+    from vsock_fuzz.oracles import run
+    case, asked, checked = tx(10), [], []
+    real = run.check
+    monkeypatch.setattr(run, "check", lambda *a, **k: checked.append(a[0]) or real(*a, **k))
+
+    def rejecting(c):  # a Linux layout refused: its content probe is asked once, then kept
+        asked.extend([c] if c == case else [])
+        return Answer.reject("Busy", "queue") if len(asked) == 4 else Answer.reject("NoRoom", "queue")
+
+    target = PythonTarget(rejecting, "py:tests:rejecting")
+    _, first = evaluate(target, case)
+    first.append("a caller's own")
+    _, second = evaluate(target, case)
+    assert checked == [case] and len(asked) == 4  # judged once, each answer asked again
+    assert [f.oracle for f in second] == ["differential.model", "determinism.repeat"]
+    assert first[:-1] == second[:1] and second[0].target == "py:tests:rejecting"
+    _, other = evaluate(PythonTarget(rejecting, "py:tests:other"), case)
+    assert checked == [case, case]  # another target is judged afresh
+    assert other[0].target == "py:tests:other"
+
+
 def test_evaluate_asks_the_reference_once_and_the_model_keeps_no_state(monkeypatch):
     # evaluate skips the determinism repeat for the reference: it relies on parse being pure.
     calls = []

@@ -162,6 +162,42 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     # case; tests hold it to that): asking it twice cannot differ. Any other target is asked again.
     model_target = isinstance(target, ModelTarget)
     again = determinism and not model_target and not answer.faulted
+    if model_target:  # its answers are the model's readings, judged at once: nothing worth keeping
+        model, findings = _judged(target, case, answer, profile, strict, device)
+    else:
+        judged = _JUDGED.setdefault(target, {})
+        memo = (case, answer, profile, strict)
+        kept = judged.get(memo)
+        if kept is None:
+            if len(judged) >= JUDGED_KEPT:
+                judged.clear()
+            kept = judged[memo] = _judged(target, case, answer, profile, strict, device)
+        model, findings = kept
+    findings = list(findings)
+    # State kept between packets shows as answers that differ, on any case: a sample of them is
+    # asked again (a second ask costs as much as the first), and every case that already broke a rule.
+    if again and (findings or sampled(determinism)):
+        repeat = target.parse(case if sent is None else sent)
+        findings += repeated(case, answer, repeat, profile, model, device)
+    return answer, stamped(findings, target)
+
+
+# A campaign meets the same answer to the same case again (a quarter of the answers that differ
+# in a rust-vmm 0.12.0 campaign: libFuzzer's mutations of bytes the case does not read, cases
+# the device's limits fit alike): every oracle but determinism is a function of the two, and of
+# the target's answers to content probes (kept too, below), so their findings are kept per target.
+_JUDGED: WeakKeyDictionary = WeakKeyDictionary()
+JUDGED_KEPT = 4096
+
+
+def forget() -> None:
+    """Drop the findings kept for answers judged before (a benchmark times judging afresh)."""
+    _JUDGED.clear()
+
+
+def _judged(target, case: Case, answer: Answer, profile: str, strict: bool,
+            device: Device) -> tuple[Answer | None, tuple[Finding, ...]]:
+    """`judge`'s model answer and findings but determinism's."""
     # The reference target under the same profile is the model: its answer is the model's
     # (parse is pure), which saves a third of the fuzz loop's parsing. A crash or hang is judged
     # by safety.crash and safety.hang alone, which read no model answer: the model is not run
@@ -170,20 +206,17 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     # pass TestOneInput's return value (-1, "reject this input") on to libFuzzer.
     if answer.faulted:
         model = None
+    elif isinstance(target, ModelTarget) and target.profile == profile:
+        model = answer
     else:
-        model = answer if model_target and target.profile == profile else parse(case, profile, device)
+        model = parse(case, profile, device)
     findings = check(case, answer, model=model, profile=profile, strict=strict, device=device)
     # A Linux layout refused in the pre-6.2 layout too: the device refuses the content (its addressing,
     # say), not the layout. The interop oracle stays quiet; the differential warning says the rest.
     if any(f.oracle == "interop.linux-rejected" for f in findings) and \
             content_rejection(case, answer, _probe_asker(target, device), device):
         findings = explained([f for f in findings if f.oracle != "interop.linux-rejected"])
-    # State kept between packets shows as answers that differ, on any case: a sample of them is
-    # asked again (a second ask costs as much as the first), and every case that already broke a rule.
-    if again and (findings or sampled(determinism)):
-        repeat = target.parse(case if sent is None else sent)
-        findings += repeated(case, answer, repeat, profile, model, device)
-    return answer, stamped(findings, target)
+    return model, tuple(findings)
 
 
 # A campaign meets the same header and payload again and again (31 distinct content probes
