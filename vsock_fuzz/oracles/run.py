@@ -162,7 +162,8 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     # case; tests hold it to that): asking it twice cannot differ. Any other target is asked again.
     model_target = isinstance(target, ModelTarget)
     again = determinism and not model_target and not answer.faulted
-    if model_target:  # its answers are the model's readings, judged at once: nothing worth keeping
+    if model_target or sum(len(w.data) for w in case.writes) > JUDGED_BYTES:
+        # The model's answers are its readings, judged at once; a large case seldom comes again.
         model, findings = _judged(target, case, answer, profile, strict, device)
     else:
         judged = _JUDGED.setdefault(target, {})
@@ -188,6 +189,7 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
 # the target's answers to content probes (kept too, below), so their findings are kept per target.
 _JUDGED: WeakKeyDictionary = WeakKeyDictionary()
 JUDGED_KEPT = 4096
+JUDGED_BYTES = 4096  # bytes a kept case writes at most: 16 MiB of cases per target
 
 
 def forget() -> None:
