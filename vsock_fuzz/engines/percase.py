@@ -68,12 +68,20 @@ def _core_checker(core, target, strict: bool, queue: str | None):
     reference = isinstance(target, ModelTarget) and target.profile == "spec"
     again = DETERMINISM_EVERY and not isinstance(target, ModelTarget)  # as oracles.run.judge asks again
 
+    # The device hello described, the same object case after case: the limits a case is fitted
+    # to (None: it fits any case) and the offer the core's readings take, worked out once.
+    known = [None, None, ()]
+
     def check(data: bytes):
         device = getattr(target, "device", ASSUMED)
+        if device is not known[0]:
+            known[:] = (device, None if device.fits_any_case else (device.max_data_size, device.max_region_size,
+                                                                    device.max_regions),
+                        (device.features is not None, device.indirect, device.seqpacket, device.max_queue_size))
+        _, limits, offer = known
         cc = core.decode(force_queue(data, queue))
-        if not device.fits_any_case:
-            cc = cc.fit(device.max_data_size, device.max_region_size, device.max_regions)
-        offer = (device.features is not None, device.indirect, device.seqpacket, device.max_queue_size)
+        if limits is not None:
+            cc = cc.fit(*limits)
         if reference:  # the model is the target: its answer agrees with itself (oracles.run.judge)
             ok, error, kind, header, hs, ds = cc.readings(*offer)[0]
             return None, [], Answer(ok, header and Header._make(header), tuple(hs), tuple(ds), error, kind)
