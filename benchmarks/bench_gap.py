@@ -1,9 +1,11 @@
 """The gap between a device's own pace and a campaign's, and where the harness's time goes.
 
-    python benchmarks/bench_gap.py [--seconds S] [--phase-seconds S] [--quick] [--only NAME ...]
+    python benchmarks/bench_gap.py [--seconds S] [--phase-seconds S] [--quick] [--only NAME ...] [--repeat N]
 
 --quick (`make bench`): --seconds 8 --phase-seconds 1 unless given; the defaults
-(`make bench-full`) run each campaign 60 s.
+(`make bench-full`) run each campaign 60 s. --repeat N: N campaigns through the core per
+target, each followed by (a), their medians in the table and each pair's b/a below it (on a
+virtual machine whose pace moves by a sixth from one minute to the next, one pair says little).
 
 For each target (the C example target, both rust-vmm adapters when they are built, and three
 crash-prone devices with their crash-free twins: the C example built to abort on every
@@ -48,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,12 +112,12 @@ def targets(only: list, tmp: Path) -> list[tuple[str, str]]:
     return [t for t in out if not only or t[0] in only]
 
 
-def campaign(spec: str, seconds: float, out: Path, compiled: bool, env: dict | None = None) -> Campaign:
+def campaign(spec: str, seconds: float, out: Path, compiled: bool, env: dict | None = None, seed: int = 1) -> Campaign:
     """A campaign's workers take the core unless VSOCK_FUZZ_CORE=0 (model.compiled); `env`: more
     of the environment it runs in."""
     shutil.rmtree(out, ignore_errors=True)
     with environment({**(env or {}), "VSOCK_FUZZ_CORE": "1" if compiled else "0"}):
-        c = Campaign(Options(spec, max_time=seconds, out=str(out), seed=1, minimize_time=0), out=io.StringIO())
+        c = Campaign(Options(spec, max_time=seconds, out=str(out), seed=seed, minimize_time=0), out=io.StringIO())
         c.run()
     return c
 
@@ -299,6 +302,17 @@ def crash_share(c: Campaign) -> float:
     return crashes / max(c.pool.total_execs(), 1)
 
 
+def repeated_pair(spec: str, args, out: Path, env: dict | None, cases: list, seed: int) -> tuple[float, float]:
+    """(b) through the core with libFuzzer seed `seed`, then (a) on `cases`, for --repeat."""
+    c = campaign(spec, args.seconds, out, compiled=True, env=env, seed=seed)
+    target = open_target(spec, env=NO_BACKTRACES)
+    try:
+        target.parse(cases[0])
+        return c.pool.total_execs() / max(c.elapsed, 1e-9), device_rate(target, cases, args.phase_seconds, 1)
+    finally:
+        target.close()
+
+
 def firsts_of(c: Campaign) -> dict:
     return {d.oracle: d.first for d in c.findings.values()}
 
@@ -311,6 +325,9 @@ def main(argv=None) -> int:
                                                           "rust-vmm-0.2, rust-example, rust-avail-panic, ring_crash, "
                                                           "ring_crash-nocrash)")
     ap.add_argument("--quick", action="store_true", help="--seconds 8 --phase-seconds 1 unless given")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="campaigns through the core, each followed by (a), per target (default 1): medians and "
+                         "each pair's b/a, for a machine whose pace varies from one minute to the next")
     args = ap.parse_args(argv)
     args.seconds = args.seconds or (8.0 if args.quick else 60.0)
     args.phase_seconds = args.phase_seconds or (1.0 if args.quick else 3.0)
@@ -320,7 +337,7 @@ def main(argv=None) -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s); campaigns of {args.seconds:g}s, "
           f"1 worker, atheris, every oracle, from an empty corpus; RUST_BACKTRACE={os.environ.get('RUST_BACKTRACE', '')!r}"
           " here (campaigns run targets with 0)")
-    rows, py_breakdown, core_breakdown, crashed = [], {}, {}, {}
+    rows, py_breakdown, core_breakdown, crashed, spread = [], {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-gap-") as tmp:
         for label, spec in targets(args.only, Path(tmp)):
             env = ENVIRONMENT.get(label)
@@ -346,6 +363,10 @@ def main(argv=None) -> int:
                 a0 = device_rate(unpolled, cases, args.phase_seconds, 1)
             finally:
                 unpolled.close()
+            pairs = [(b_core, a1)] + [repeated_pair(spec, args, Path(tmp) / f"{label}-{r}", env, cases, 1 + r)
+                                      for r in range(1, args.repeat)]
+            spread[label] = sorted(b / a for b, a in pairs)
+            b_core, a1 = median(b for b, _ in pairs), median(a for _, a in pairs)
             rows.append((label, b_py, b_core, a1, a0, a256, firsts_of(before), firsts_of(after)))
             crashed[label] = (crash_share(before), crash_share(after))
             py_breakdown[label] = (per, 1 / b_py if b_py else float("nan"), differ)
@@ -362,6 +383,11 @@ def main(argv=None) -> int:
     print("(b) campaign exec/s, on the Python path (VSOCK_FUZZ_CORE=0) and through the compiled core; "
           "(a) one case per call, as a campaign asks (polling when its target may: docs/protocol-extensions.md); "
           "unpolled: (a) with a target never asked to poll; pipelined: parse_many, 256 a call")
+    if args.repeat > 1:
+        print(f"(b) core and (a): medians of {args.repeat} campaigns (libFuzzer seeds 1-{args.repeat}), each followed "
+              "by its (a); b/a core of each pair, lowest to highest:")
+        for label, ratios in spread.items():
+            print(f"  {label:<19} " + " ".join(f"{r:.2f}" for r in ratios))
     print("\nfirst findings (s), Python path | core:")
     for label, *_, f_py, f_core in rows:
         show = lambda f: ", ".join(f"{o} {t:.1f}" for o, t in sorted(f.items(), key=lambda kv: kv[1])[:4]) or "none"
