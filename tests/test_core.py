@@ -30,7 +30,9 @@ from vsock_fuzz.engines.check_rows import SPECS
 from vsock_fuzz.engines.strategies import cases
 from vsock_fuzz.model.answer import Answer
 from vsock_fuzz.model.device import INDIRECT_DESC, SEQPACKET, Device
-from vsock_fuzz.model.packet import readings
+from vsock_fuzz.model.packet import parse, readings
+from vsock_fuzz.oracles import linux_layout
+from vsock_fuzz.oracles import run as oracle_run
 from vsock_fuzz.oracles.run import agrees
 from vsock_fuzz.targets import PythonTarget
 from vsock_fuzz.zoo import CORRECT, ZOO
@@ -154,6 +156,50 @@ def test_agrees_refuses_what_no_model_answer_holds():
     assert cc.agrees(right, *offer(Device()))
     assert not cc.agrees(Answer(True, right.header, right.header_slices, ((1 << 70, 1),)), *offer(Device()))
     assert not cc.agrees(Answer(True, right.header, right.header_slices[:-1], right.data_slices), *offer(Device()))
+
+
+REFUSALS = (Answer.reject("DescriptorLengthTooSmall", "length", "the header descriptor is short"),
+            Answer.reject("Nope", "unknown"))
+
+
+def refusals_judged(data: bytes, device: Device) -> int:
+    """What the oracles say of each refusal of `data`'s case judged from the core's facts
+    (cc.refusal, core/src/refusal.rs) is what they say on the Python path, strict or not:
+    1 if the core judged it, 0 if it left it to Python."""
+    case, cc = decode(data), core.decode(data)
+    facts = cc.refusal(*offer(device))
+    if facts is None:
+        return 0
+    (ok, error, kind, header, hs, ds), traits, indirect = facts
+    model = parse(case, "spec", device)
+    assert (ok, header and tuple(header), tuple(map(tuple, hs)), tuple(map(tuple, ds))) == \
+        (model.ok, model.header and tuple(model.header), model.header_slices, model.data_slices), data.hex()
+    target = PythonTarget(lambda c: REFUSALS[0], "refuses")
+    target.device = device
+    for answer in REFUSALS:
+        for strict in (False, True):
+            oracle_run.forget()
+            mine = oracle_run.judge(target, case, answer, strict=strict, determinism=0, refusal=(model, traits, indirect))
+            oracle_run.forget()
+            assert mine == oracle_run.judge(target, case, answer, strict=strict, determinism=0), (data.hex(), device)
+    return 1
+
+
+def test_refusals_judged_from_the_core_as_in_python():
+    inputs = corpus_inputs()
+    inputs += mutated(inputs, 3000, seed=5) + [encode(assemble(spec.layout)) for spec in SPECS]
+    judged = sum(refusals_judged(data, device) for data in inputs for device in DEVICES)
+    # Most refusals the model accepts are judged in the core; Linux layouts are left to Python (content probes).
+    linux = [data for data in inputs if linux_layout(decode(data))]
+    assert judged > len(inputs) // 2 and linux
+    assert all(core.decode(data).refusal(*offer(Device())) is None for data in linux)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(cases())
+def test_refusals_of_strategy_cases(case):
+    for device in DEVICES:
+        refusals_judged(encode(case), device)
 
 
 def findings_of(checker, inputs) -> list[list[tuple]]:

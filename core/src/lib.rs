@@ -9,6 +9,7 @@
 
 mod coverage;
 mod model;
+mod refusal;
 
 use std::sync::OnceLock;
 
@@ -87,6 +88,15 @@ impl CoreCase {
     fn readings(&self, described: bool, indirect: bool, seqpacket: bool, max_queue_size: u128) -> Vec<PyAnswer> {
         let offer = Offer { described, indirect, seqpacket, max_queue_size };
         coverage::counting(|| model::readings(&self.case, &offer)).into_iter().map(to_tuple).collect()
+    }
+
+    /// When a device with this offer refuses this case, and what the oracles say of that follows
+    /// from the core's facts (`refusal`): the model's answer (as `readings` gives it), the
+    /// chain's layout traits and whether it goes through an indirect table. None: the Python
+    /// oracles judge the refusal.
+    fn refusal(&self, described: bool, indirect: bool, seqpacket: bool, max_queue_size: u128) -> Option<(PyAnswer, Vec<String>, bool)> {
+        let offer = Offer { described, indirect, seqpacket, max_queue_size };
+        coverage::counting(|| refusal::refusal(&self.case, &offer)).map(|r| (to_tuple(r.model), r.traits, r.indirect))
     }
 }
 

@@ -23,9 +23,9 @@ type Broken = (&'static str, &'static str);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Descriptor {
-    addr: u128,
-    len: u128,
-    flags: u16,
+    pub addr: u128,
+    pub len: u128,
+    pub flags: u16,
     next: u16,
 }
 
@@ -39,7 +39,7 @@ pub struct Offer {
 }
 
 /// `chain.check_queue`: the queue set-up a device validates before it pops anything.
-fn check_queue(mem: &GuestMemory, case: &Case) -> Result<(), Broken> {
+fn check_queue(mem: &GuestMemory<'_>, case: &Case) -> Result<(), Broken> {
     let r = &case.ring;
     let size = r.size;
     if size == 0 || size > MAX_QUEUE_SIZE || size & (size - 1) != 0 {
@@ -66,7 +66,7 @@ const TOO_LARGE: Broken = ("ChainTooLarge", "length");
 /// breaks, and that rule. `tables: false` reads INDIRECT descriptors as plain buffers. A loop
 /// is not replayed: its descriptors were yielded once already, and the spec model rejects the
 /// chain, so only the rule it ends with matters.
-fn walk(mem: &GuestMemory, desc_table: u128, size: u128, head: u128, tables: bool) -> (Vec<Descriptor>, Option<Broken>) {
+fn walk(mem: &GuestMemory<'_>, desc_table: u128, size: u128, head: u128, tables: bool) -> (Vec<Descriptor>, Option<Broken>) {
     let mut out = Vec::new();
     let (mut table, mut table_size, mut index) = (desc_table, size, head);
     let mut ttl = size.min(1 << 16);
@@ -135,10 +135,10 @@ fn walk(mem: &GuestMemory, desc_table: u128, size: u128, head: u128, tables: boo
 
 /// One case's memory and chains, each walked once (`chain.Walked`).
 pub struct Walked<'a> {
-    case: &'a Case,
-    mem: GuestMemory,
+    pub case: &'a Case,
+    pub mem: GuestMemory<'a>,
     queue: Result<(), Broken>,
-    chain: (Vec<Descriptor>, Option<Broken>),
+    pub chain: (Vec<Descriptor>, Option<Broken>),
 }
 
 impl<'a> Walked<'a> {
@@ -150,7 +150,7 @@ impl<'a> Walked<'a> {
     }
 
     /// The available ring holds the head as a le16: the walk starts at head mod 2^16.
-    fn chain_of(mem: &GuestMemory, case: &Case, tables: bool) -> (Vec<Descriptor>, Option<Broken>) {
+    pub fn chain_of(mem: &GuestMemory<'_>, case: &Case, tables: bool) -> (Vec<Descriptor>, Option<Broken>) {
         let r = &case.ring;
         walk(mem, r.desc_table, r.size, r.head & 0xFFFF, tables)
     }
@@ -204,7 +204,7 @@ fn parse_spec(w: &Walked, chain: &(Vec<Descriptor>, Option<Broken>), offer: &Off
 /// `packet._Stream`: the chain's buffers as one byte stream, consumed front to back.
 struct Stream<'a> {
     descs: Vec<&'a Descriptor>,
-    mem: &'a GuestMemory,
+    mem: &'a GuestMemory<'a>,
     rx: bool,
     i: usize,
     off: u128,
@@ -212,7 +212,7 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(chain: &'a [Descriptor], mem: &'a GuestMemory, rx: bool) -> Stream<'a> {
+    fn new(chain: &'a [Descriptor], mem: &'a GuestMemory<'a>, rx: bool) -> Stream<'a> {
         let descs: Vec<&Descriptor> = chain.iter().filter(|d| d.len != 0).collect();
         let left = descs.iter().map(|d| d.len).sum();
         Stream { descs, mem, rx, i: 0, off: 0, left }
@@ -257,8 +257,13 @@ const TYPE_SEQPACKET: u128 = 2;
 /// `packet.readings`, spec profile: the model's answer first, then the other answers the
 /// device's offer makes legal.
 pub fn readings(case: &Case, offer: &Offer) -> Vec<Answer> {
-    let w = Walked::new(case);
-    let mut out = vec![parse_spec(&w, &w.chain, offer)];
+    readings_of(&Walked::new(case), offer)
+}
+
+/// `readings` of a case already walked.
+pub fn readings_of(w: &Walked, offer: &Offer) -> Vec<Answer> {
+    let case = w.case;
+    let mut out = vec![parse_spec(w, &w.chain, offer)];
     if !offer.described {
         return out;
     }
@@ -266,7 +271,7 @@ pub fn readings(case: &Case, offer: &Offer) -> Vec<Answer> {
         // The plain walk runs whatever the queue set-up says, as chain.Walked.chain does.
         let plain = Walked::chain_of(&w.mem, case, false);
         if plain.0.iter().any(|d| d.flags & F_INDIRECT != 0) {
-            out.push(parse_spec(&w, &plain, offer));
+            out.push(parse_spec(w, &plain, offer));
             out.push(reject(("IndirectNotOffered", "chain")));
         }
     }

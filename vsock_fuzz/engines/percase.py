@@ -72,6 +72,11 @@ def _core_checker(core, target, strict: bool, queue: str | None):
     # to (None: it fits any case) and the offer the core's readings take, worked out once.
     known = [None, None, ()]
 
+    def answer_of(reading) -> Answer:
+        """The Answer of one of the core's readings (ok, error, class, header, header_slices, data_slices)."""
+        ok, error, kind, header, hs, ds = reading
+        return Answer(ok, header and Header._make(header), tuple(hs), tuple(ds), error, kind)
+
     def check(data: bytes):
         device = getattr(target, "device", ASSUMED)
         if device is not known[0]:
@@ -83,8 +88,7 @@ def _core_checker(core, target, strict: bool, queue: str | None):
         if limits is not None:
             cc = cc.fit(*limits)
         if reference:  # the model is the target: its answer agrees with itself (oracles.run.judge)
-            ok, error, kind, header, hs, ds = cc.readings(*offer)[0]
-            return None, [], Answer(ok, header and Header._make(header), tuple(hs), tuple(ds), error, kind)
+            return None, [], answer_of(cc.readings(*offer)[0])
         case = None if native else cc.case()
         answer = target.parse(cc if native else case)
         if answer.unsupported:
@@ -97,9 +101,13 @@ def _core_checker(core, target, strict: bool, queue: str | None):
             posted = native and again and not answer.faulted
             if posted:
                 target.post(cc)
+            # The usual difference, a chain the model accepts refused, is judged from the core's facts.
+            refusal = None if answer.ok or answer.faulted else cc.refusal(*offer)
+            if refusal is not None:
+                refusal = (answer_of(refusal[0]), *refusal[1:])
             case = case or cc.case()
             answer, findings = judge(target, case, answer, strict=strict, determinism=DETERMINISM_EVERY,
-                                     sent=cc if native else case)
+                                     sent=cc if native else case, refusal=refusal)
             if posted:
                 target.drop_posted()
             return case, findings, answer

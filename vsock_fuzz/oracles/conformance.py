@@ -40,13 +40,14 @@ def valid_rejected(ctx: _Context) -> None:
     ans = ctx.answer
     if ans.ok or linux_shape(ctx):
         return
-    traits = _layout_traits(ctx)
+    traits = _layout_traits(ctx) if ctx.traits is None else ctx.traits
     ctx.emit(f"a spec-valid {ctx.case.queue} chain ({', '.join(traits) or 'no unusual trait'}) was rejected "
              f"with {ans.error}: {ans.detail}", ", ".join(traits))
 
 
 def _layout_traits(ctx: _Context) -> list[str]:
-    """What is unusual about a spec-valid chain, to say which arrangement a target refuses."""
+    """What is unusual about a spec-valid chain, to say which arrangement a target refuses
+    (core/src/refusal.rs works them out as well, for the compiled per-case path)."""
     chain, mem, case = ctx.chain, ctx.mem, ctx.case
     used = chain.used
     out = []

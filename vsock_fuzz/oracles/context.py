@@ -66,6 +66,9 @@ class _Context:
         self.device = device
         self.tx = case.queue == "tx"
         self.current: Oracle | None = None
+        # conformance.valid-rejected's layout traits, when the compiled core worked them out
+        # (engines.percase); None: that oracle works them out.
+        self.traits: list[str] | None = None
         # Computed on first use (UNSET until then; None is a result).
         self._spec = self._linux = UNSET
         if reading is not None:  # one of the answers the device's offer allows, and its walk

@@ -90,11 +90,14 @@ def _weight(findings: list[Finding]) -> tuple[int, int, int]:
 
 
 def _check(case: Case, answer: Answer, model: Answer | None, repeat: Answer | None, profile: str,
-           strict: bool, device: Device, reading: Reading | None) -> list[Finding]:
+           strict: bool, device: Device, reading: Reading | None, known: tuple | None = None) -> list[Finding]:
     out: list[Finding] = []
     if answer.unsupported:
         return out  # the adapter's limit, not the device's verdict (docs/protocol.md)
     ctx = _Context(case, answer, out, profile, model, device, reading)
+    if known is not None:  # the compiled core's facts of a refused chain (judge's `refusal`): no walk
+        ctx.traits, ctx.indirect = known
+        ctx._linux = None
     if answer.faulted:
         ctx.run(no_crash)
         ctx.run(no_hang)
@@ -150,11 +153,13 @@ def evaluate(target, case: Case, *, profile: str = "spec", strict: bool = False,
 
 
 def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: bool = False,
-          determinism: int = 1, sent=None) -> tuple[Answer, list[Finding]]:
+          determinism: int = 1, sent=None, refusal: tuple | None = None) -> tuple[Answer, list[Finding]]:
     """`evaluate` once the target has answered `case` (as sent: fitted to its device). `sent`: the
     object the target was given, when not `case` (the compiled core's, which encodes itself
     faster), for the determinism oracle's second ask (which a CommandTarget may have posted
-    already: engines.percase)."""
+    already: engines.percase). `refusal`: (model answer, layout traits, indirect) when `answer`
+    refuses a chain that is no Linux layout and whose one reading the spec model accepts, as
+    the compiled core works them out (core/src/refusal.rs): the oracles then need no walk."""
     device = getattr(target, "device", ASSUMED)
     if answer.unsupported:
         return answer, []
@@ -164,7 +169,7 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     again = determinism and not model_target and not answer.faulted
     if model_target or sum(len(w.data) for w in case.writes) > JUDGED_BYTES:
         # The model's answers are its readings, judged at once; a large case seldom comes again.
-        model, findings = _judged(target, case, answer, profile, strict, device)
+        model, findings = _judged(target, case, answer, profile, strict, device, refusal)
     else:
         judged = _JUDGED.setdefault(target, {})
         memo = (case, answer, profile, strict)
@@ -172,7 +177,7 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
         if kept is None:
             if len(judged) >= JUDGED_KEPT:
                 judged.clear()
-            kept = judged[memo] = _judged(target, case, answer, profile, strict, device)
+            kept = judged[memo] = _judged(target, case, answer, profile, strict, device, refusal)
         model, findings = kept
     findings = list(findings)
     # State kept between packets shows as answers that differ, on any case: a sample of them is
@@ -197,9 +202,13 @@ def forget() -> None:
     _JUDGED.clear()
 
 
-def _judged(target, case: Case, answer: Answer, profile: str, strict: bool,
-            device: Device) -> tuple[Answer | None, tuple[Finding, ...]]:
+def _judged(target, case: Case, answer: Answer, profile: str, strict: bool, device: Device,
+            refusal: tuple | None = None) -> tuple[Answer | None, tuple[Finding, ...]]:
     """`judge`'s model answer and findings but determinism's."""
+    if refusal is not None:  # one reading, which accepts: check's path without the readings
+        model, *known = refusal
+        findings = explained(_check(case, answer, model, None, profile, strict, device, None, known))
+        return model, tuple(findings)
     # The reference target under the same profile is the model: its answer is the model's
     # (parse is pure), which saves a third of the fuzz loop's parsing. A crash or hang is judged
     # by safety.crash and safety.hang alone, which read no model answer: the model is not run

@@ -3,15 +3,16 @@
 
 use crate::case::{Region, Write, U64};
 
-pub struct GuestMemory {
+pub struct GuestMemory<'a> {
     starts: Vec<u128>,
     ends: Vec<u128>,
     /// The writes flattened into disjoint (start, end, bytes) pieces by address; later writes win.
-    pieces: Vec<(u128, u128, Vec<u8>)>,
+    /// The bytes are the case's own, borrowed: a case may write a 64 KiB payload the model never reads.
+    pieces: Vec<(u128, u128, &'a [u8])>,
 }
 
-impl GuestMemory {
-    pub fn new(regions: &[Region], writes: &[Write]) -> GuestMemory {
+impl<'a> GuestMemory<'a> {
+    pub fn new(regions: &[Region], writes: &'a [Write]) -> GuestMemory<'a> {
         let mut sorted = regions.to_vec();
         sorted.sort();
         let mut mem = GuestMemory {
@@ -25,7 +26,7 @@ impl GuestMemory {
         mem
     }
 
-    fn put(&mut self, gpa: u128, data: &[u8]) {
+    fn put(&mut self, gpa: u128, data: &'a [u8]) {
         let end = gpa + data.len() as u128;
         let i = self.pieces.partition_point(|p| p.1 <= gpa); // the first piece ending after gpa
         let j = self.pieces.partition_point(|p| p.0 < end); // pieces[i..j] overlap [gpa, end)
@@ -33,14 +34,14 @@ impl GuestMemory {
         if i < j {
             let (s, _, d) = &self.pieces[i];
             if *s < gpa {
-                new.push((*s, gpa, d[..(gpa - s) as usize].to_vec()));
+                new.push((*s, gpa, &d[..(gpa - s) as usize]));
             }
         }
-        new.push((gpa, end, data.to_vec()));
+        new.push((gpa, end, data));
         if i < j {
             let (s, e, d) = &self.pieces[j - 1];
             if *e > end {
-                new.push((end, *e, d[(end - s) as usize..].to_vec()));
+                new.push((end, *e, &d[(end - s) as usize..]));
             }
         }
         self.pieces.splice(i..j.max(i), new);
