@@ -46,13 +46,20 @@ class Finding:
         stamped with its target, and a consequence with its cause)."""
         new = object.__new__(Finding)
         new.__dict__.update(self.__dict__, **changes)
+        new.__dict__.pop("_key", None)
         return new
 
     def key(self) -> str:
         """De-duplication key: what tells two bugs of one oracle apart (the queue, direct or
         indirect, the signature of what broke) and, for a consequence, what it follows from:
-        a bug must never share its key with another one's (one found first would hide it)."""
-        return finding_key(self.oracle, self.case.queue, self.signature, self.indirect, self.cause)
+        a bug must never share its key with another one's (one found first would hide it).
+        Kept once made: a fuzz worker asks it of every finding, and judge hands out a judged
+        case's findings again."""
+        key = self.__dict__.get("_key")
+        if key is None:
+            key = self.__dict__["_key"] = finding_key(self.oracle, self.case.queue, self.signature, self.indirect,
+                                                      self.cause)
+        return key
 
     def file_stem(self) -> str:
         """`<oracle>-<sha1 of binary case>`, the name of the finding's files on disk."""

@@ -184,8 +184,8 @@ def judge(target, case: Case, answer: Answer, *, profile: str = "spec", strict: 
     # asked again (a second ask costs as much as the first), and every case that already broke a rule.
     if again and (findings or sampled(determinism)):
         repeat = target.parse(case if sent is None else sent)
-        findings += repeated(case, answer, repeat, profile, model, device)
-    return answer, stamped(findings, target)
+        findings += stamped(repeated(case, answer, repeat, profile, model, device), target)
+    return answer, findings
 
 
 # A campaign meets the same answer to the same case again (a quarter of the answers that differ
@@ -204,11 +204,11 @@ def forget() -> None:
 
 def _judged(target, case: Case, answer: Answer, profile: str, strict: bool, device: Device,
             refusal: tuple | None = None) -> tuple[Answer | None, tuple[Finding, ...]]:
-    """`judge`'s model answer and findings but determinism's."""
+    """`judge`'s model answer and findings but determinism's, stamped with `target`."""
     if refusal is not None:  # one reading, which accepts: check's path without the readings
         model, *known = refusal
         findings = explained(_check(case, answer, model, None, profile, strict, device, None, known))
-        return model, tuple(findings)
+        return model, tuple(stamped(findings, target))
     # The reference target under the same profile is the model: its answer is the model's
     # (parse is pure), which saves a third of the fuzz loop's parsing. A crash or hang is judged
     # by safety.crash and safety.hang alone, which read no model answer: the model is not run
@@ -227,7 +227,7 @@ def _judged(target, case: Case, answer: Answer, profile: str, strict: bool, devi
     if any(f.oracle == "interop.linux-rejected" for f in findings) and \
             content_rejection(case, answer, _probe_asker(target, device), device):
         findings = explained([f for f in findings if f.oracle != "interop.linux-rejected"])
-    return model, tuple(findings)
+    return model, tuple(stamped(findings, target))
 
 
 # A campaign meets the same header and payload again and again (31 distinct content probes
@@ -263,6 +263,11 @@ def sampled(determinism: int) -> bool:
 def stamped(findings: list[Finding], target) -> list[Finding]:
     """The findings with the spec that opens `target` again."""
     if findings:
-        spec = target_spec(target)
+        spec = _SPECS.get(target)
+        if spec is None:
+            spec = _SPECS[target] = target_spec(target)
         findings = [f.but(target=spec) for f in findings]
     return findings
+
+
+_SPECS: WeakKeyDictionary = WeakKeyDictionary()  # target_spec per target: shlex.join costs more than a stamp
