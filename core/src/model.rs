@@ -97,9 +97,10 @@ fn walk(mem: &GuestMemory<'_>, desc_table: u128, size: u128, head: u128, tables:
             }
             return (out, Some(TOO_LONG));
         }
-        let Some(raw) = mem.read(at, DESC_SIZE as usize) else {
+        let mut raw = [0u8; DESC_SIZE as usize];
+        if !mem.read_into(at, &mut raw) {
             return (out, Some(("DescriptorUnreadable", "memory")));
-        };
+        }
         let le = |b: &[u8]| b.iter().rev().fold(0u128, |v, &x| v << 8 | x as u128);
         let d = Descriptor { addr: le(&raw[..8]), len: le(&raw[8..12]), flags: le(&raw[12..14]) as u16, next: le(&raw[14..]) as u16 };
         if d.flags & F_INDIRECT != 0 && tables {

@@ -137,7 +137,8 @@ fn layout_traits(w: &Walked, descs: &[Descriptor]) -> Vec<String> {
         out.push(format!("{} descriptors after the packet", if tx { "writable" } else { "readable" }));
     }
     let at = case.ring.desc_table + DESC_SIZE * case.ring.head;
-    if mem.read(at, DESC_SIZE as usize).is_some_and(|raw| u16::from_le_bytes([raw[12], raw[13]]) & F_INDIRECT != 0) {
+    let mut raw = [0u8; DESC_SIZE as usize];
+    if mem.read_into(at, &mut raw) && u16::from_le_bytes([raw[12], raw[13]]) & F_INDIRECT != 0 {
         out.push("indirect table".into());
     }
     out

@@ -80,17 +80,25 @@ impl<'a> GuestMemory<'a> {
 
     /// The bytes at [gpa, gpa+size), unwritten ones zero; None if unmapped.
     pub fn read(&self, gpa: u128, size: usize) -> Option<Vec<u8>> {
+        let mut out = vec![0u8; size];
+        self.read_into(gpa, &mut out).then_some(out)
+    }
+
+    /// `read` into `out` (its length the size), without allocating: a walk reads every
+    /// descriptor so. False, `out` unchanged, if unmapped.
+    pub fn read_into(&self, gpa: u128, out: &mut [u8]) -> bool {
+        let size = out.len();
         let end = gpa + size as u128;
         let inside = self.region_of(gpa).is_some_and(|i| end <= self.ends[i]);
         if !inside && size > 0 && self.slices(gpa, size as u128).is_none() {
-            return None;
+            return false;
         }
-        let mut out = vec![0u8; size];
+        out.fill(0);
         let first = self.pieces.partition_point(|p| p.1 <= gpa);
         for (s, e, d) in self.pieces[first..].iter().take_while(|p| p.0 < end) {
             let (lo, hi) = ((*s).max(gpa), (*e).min(end));
             out[(lo - gpa) as usize..(hi - gpa) as usize].copy_from_slice(&d[(lo - s) as usize..(hi - s) as usize]);
         }
-        Some(out)
+        true
     }
 }
