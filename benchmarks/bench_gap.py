@@ -183,12 +183,13 @@ class _Timed:
 
     def __enter__(self):
         names = [n for n, v in vars(oracle_run).items() if hasattr(v, "oracle") and callable(v)]
-        for n in names + ["_ON_ACCEPT", "_ON_REJECT"]:
+        tables = ["_ON_ACCEPT", "_ON_WALK", "_ON_REJECT"]
+        for n in names + tables:
             self.saved[n] = getattr(oracle_run, n)
         for n in names:
             setattr(oracle_run, n, self.wrap(self.saved[n]))
-        oracle_run._ON_ACCEPT = tuple(self.wrap(f) for f in self.saved["_ON_ACCEPT"])
-        oracle_run._ON_REJECT = tuple(self.wrap(f) for f in self.saved["_ON_REJECT"])
+        for n in tables:
+            setattr(oracle_run, n, tuple(self.wrap(f) for f in self.saved[n]))
         return self
 
     def __exit__(self, *_):

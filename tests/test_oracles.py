@@ -575,3 +575,50 @@ def test_an_agreeing_answer_skips_every_oracle_but_determinism():
     assert not agrees(crashed, Answer.reject("X", "chain")) and check(case, crashed)
     found = check(case, model, model=model, repeat=other)
     assert [f.oracle for f in found] == ["determinism.repeat"]
+
+
+def test_readings_that_walk_alike_share_the_walk_oracles_findings():
+    """check judges an answer under each reading the device's offer allows; the model's and a
+    refusal's walk the chain alike and share _ON_WALK's findings. The result is the one of
+    judging every reading in full, for the zoo devices' answers on devices without
+    INDIRECT_DESC or SEQPACKET, where the readings are several."""
+    import importlib
+    import random
+    from vsock_fuzz.model.device import INDIRECT_DESC, SEQPACKET, Device
+    from vsock_fuzz.model.packet import readings
+    from vsock_fuzz.oracles.run import _check, _weight, agrees
+    from vsock_fuzz.oracles.triage import explained
+    from vsock_fuzz.zoo import CORRECT, ZOO
+
+    devices = (Device(features=frozenset(), source="test"), Device(features=frozenset({SEQPACKET}), source="test"),
+               Device(features=frozenset({INDIRECT_DESC}), source="test"))
+    parsers = [importlib.import_module(m).parse for _, m, *_ in ZOO + CORRECT]
+    corpus = [p.read_bytes() for p in sorted((ROOT / "corpus").rglob("*"))
+              if p.is_file() and p.suffix not in (".json", ".dict", ".md")]
+    rnd = random.Random(7)
+    inputs = list(corpus)
+    for _ in range(1500):
+        data = bytearray(rnd.choice(corpus))
+        for _ in range(rnd.randrange(1, 4)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        inputs.append(bytes(data))
+    shared = 0
+    for data in inputs:
+        case = decode(data)
+        for device in devices:
+            alternatives = readings(case, "spec", device)
+            if len(alternatives) < 2:
+                continue
+            model = alternatives[0].answer
+            for parse_fn in parsers:
+                try:
+                    answer = parse_fn(case)
+                except Exception:  # a zoo device's planted crash
+                    continue
+                if not answer.ok or any(agrees(answer, r.answer) for r in alternatives):
+                    continue
+                full = [_check(case, answer, r.answer if i else model, None, "spec", False, device, r)
+                        for i, r in enumerate(alternatives)]
+                assert check(case, answer, model=model, device=device) == explained(min(full, key=_weight)), data.hex()
+                shared += sum(a.walked is b.walked for a in alternatives for b in alternatives if a is not b) > 0
+    assert shared > 50

@@ -40,9 +40,12 @@ _ORDER = (no_crash, no_hang, slice_in_memory, slice_in_region, slice_in_chain, d
           linux_rejected, linux_slices, valid_rejected, malformed_accepted, differential, determinism)
 ORACLES.update({func.oracle.name: ORACLES.pop(func.oracle.name) for func in _ORDER})
 
-# Oracles that read an accepted answer; those that read a rejected one.
-_ON_ACCEPT = (slice_in_memory, slice_in_region, slice_in_chain, direction, read_writable, header_size, header_bytes,
-              data_len, max_data_size, slice_overlap, stream_order, stream_gap, linux_slices, malformed_accepted)
+# Oracles that read an accepted answer; those that read a rejected one. Those of _ON_WALK read the
+# answer and the walked chain alone, not the model's answer: two readings that walk the chain alike
+# (the model's and a refusal the offer allows) share their findings.
+_ON_WALK = (slice_in_memory, slice_in_region, slice_in_chain, direction, read_writable, header_size, header_bytes,
+            data_len, max_data_size, slice_overlap, stream_order, stream_gap, linux_slices)
+_ON_ACCEPT = _ON_WALK + (malformed_accepted,)
 _ON_REJECT = (linux_rejected, valid_rejected)
 
 
@@ -63,7 +66,8 @@ def check(case: Case, answer: Answer, *, model: Answer | None = None, repeat: An
         return explained(_check(case, answer, model, repeat, profile, strict, device, None))
     if skip and profile == "spec" and any(agrees(answer, r.answer) for r in alternatives[1:]):
         return explained(repeated(case, answer, repeat, profile, model, device))
-    judged = [_check(case, answer, r.answer if i else model, repeat, profile, strict, device, r)
+    walks: dict = {}
+    judged = [_check(case, answer, r.answer if i else model, repeat, profile, strict, device, r, walks=walks)
               for i, r in enumerate(alternatives)]
     return explained(min(judged, key=_weight))
 
@@ -90,7 +94,10 @@ def _weight(findings: list[Finding]) -> tuple[int, int, int]:
 
 
 def _check(case: Case, answer: Answer, model: Answer | None, repeat: Answer | None, profile: str,
-           strict: bool, device: Device, reading: Reading | None, known: tuple | None = None) -> list[Finding]:
+           strict: bool, device: Device, reading: Reading | None, known: tuple | None = None,
+           walks: dict | None = None) -> list[Finding]:
+    """The oracles on `answer` under one reading. `known`: judge's `refusal` facts; `walks`: the
+    findings of _ON_WALK per walked chain, shared by the readings of one `check`."""
     out: list[Finding] = []
     if answer.unsupported:
         return out  # the adapter's limit, not the device's verdict (docs/protocol.md)
@@ -103,9 +110,16 @@ def _check(case: Case, answer: Answer, model: Answer | None, repeat: Answer | No
         ctx.run(no_hang)
     else:
         if answer.ok:
-            for func in _ON_ACCEPT:
-                ctx.current = func.oracle
-                func(ctx)
+            walk = None if walks is None else walks.get(id(ctx.walked))
+            if walk is None:
+                for func in _ON_WALK:
+                    ctx.current = func.oracle
+                    func(ctx)
+                if walks is not None:
+                    walks[id(ctx.walked)] = out[:]
+            else:
+                out += walk
+            ctx.run(malformed_accepted)
         elif ctx.spec_answer().ok:
             # A chain the spec model rejects is neither a Linux layout nor spec-valid.
             for func in _ON_REJECT:
