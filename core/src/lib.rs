@@ -3,9 +3,10 @@
 //!
 //! A fuzz case's usual life: bytes -> case (`decode`), fitted to the device (`fit`), sent to
 //! the target (`raw` for frames-v1, `line` for protocol v1), its answer frame decoded
-//! (`answer_frame`) and compared with the spec model's readings (`agrees`). Only an answer that differs leaves the core: `case()`
-//! then builds the Python case the oracles judge. The Python modules named in each file are
-//! the reference; `tests/test_core.py` holds the core to them.
+//! (`answer_frame`) and compared with the spec model's readings (`agrees`). Only an answer that
+//! differs leaves the core: `case()` then builds the Python case the oracles judge, with the
+//! facts of the usual refusal (`refusal`) when it is one. The Python modules named in each file
+//! are the reference; `tests/test_core.py` holds the core to them.
 
 mod coverage;
 mod model;
