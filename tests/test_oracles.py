@@ -622,3 +622,24 @@ def test_readings_that_walk_alike_share_the_walk_oracles_findings():
                 assert check(case, answer, model=model, device=device) == explained(min(full, key=_weight)), data.hex()
                 shared += sum(a.walked is b.walked for a in alternatives for b in alternatives if a is not b) > 0
     assert shared > 50
+
+
+def test_buffers_overlap_is_any_two_buffers_sharing_a_byte():
+    """_Chain.buffers_overlap (the union's size against the bytes the buffers hold) says whether
+    two used buffers share a byte, as comparing every pair does: duplicates, touching and
+    nested buffers, zero-length ones left out."""
+    import random
+    from vsock_fuzz.model.chain import walked
+    from vsock_fuzz.oracles.context import _Chain
+
+    rnd = random.Random(3)
+    seen = {True: 0, False: 0}
+    for _ in range(400):
+        bufs = tuple(Buf(rnd.choice((0, 1, 4, 16, 44, 64)), addr=0x10000 + 16 * rnd.randrange(24))
+                     for _ in range(rnd.randrange(1, 7)))
+        chain = _Chain(walked(assemble(Layout("tx", bufs))))
+        pairs = [(a, b) for i, a in enumerate(chain.used) for b in chain.used[i + 1:]]
+        want = any(a.addr < b.addr + b.len and b.addr < a.addr + a.len for a, b in pairs)
+        assert chain.buffers_overlap == want, bufs
+        seen[want] += 1
+    assert min(seen.values()) > 50

@@ -223,8 +223,10 @@ class _Chain:
 
     @property
     def buffers_overlap(self) -> bool:
-        spans = sorted((d.addr, d.addr + d.len) for d in self.used)
-        return any(e > s2 for (_, e), (s2, _) in zip(spans, spans[1:]))
+        # Disjoint buffers cover as many bytes as they hold; overlapping ones (a loop's buffer
+        # taken twice among them) cover fewer. The union is slice-in-chain's, often made already.
+        starts, ends = self._union(None)
+        return sum(ends[1:]) - sum(starts[1:]) < self.total
 
     def stream(self, start: int, n: int):
         """The chain's bytes [start, start+n) as (addr, len) pieces, or None if it is shorter."""
